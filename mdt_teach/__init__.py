@@ -1,0 +1,1 @@
+"""mdt_teach: the Masked Diffusion Transformer, lesson by lesson."""

@@ -1,0 +1,125 @@
+"""Profiles and the one size switch: `setup()` picks tiny / small / full, seeds, threads, device, dtype.
+
+This is the only module that looks at `torch.cuda` or picks a dtype (design.md, "One size switch").
+"""
+from __future__ import annotations
+
+import os
+import random
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PROFILES = ("tiny", "small", "full")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What the machine offers; injected in tests so the decision logic runs without a GPU."""
+
+    cuda: bool = False
+    bf16: bool = False
+    cpu_count: int = 1
+    device_name: str = "cpu"
+    colab: bool = False
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What `setup()` decided: every lesson and the trainer read their sizes from here."""
+
+    profile: str
+    device: str            # "cpu" or "cuda"
+    dtype: str             # autocast dtype name: "float32", "float16" or "bfloat16"
+    grad_scaler: bool      # fp16 needs a GradScaler
+    threads: int           # torch CPU threads
+    seed: int
+    batch_size: int        # default per-process batch for lessons and the main job
+    image_size: int        # pixel side of the toy images (tiny/small) or of ImageNet (full)
+    use_vae: bool          # full trains on SD-VAE latents
+    model: str             # default preset for this profile
+    banner: str
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        """The autocast dtype as a torch.dtype."""
+        return getattr(torch, self.dtype)
+
+    @property
+    def torch_device(self) -> torch.device:
+        """The device as a torch.device."""
+        return torch.device(self.device)
+
+
+# Per-profile sizes: tiny runs in ~1 min per lesson on 2 cores; small fills a T4; full is the paper.
+_SIZES = {
+    "tiny": dict(batch_size=32, image_size=32, use_vae=False, model="MDTv2-T/4"),
+    "small": dict(batch_size=64, image_size=32, use_vae=False, model="MDTv2-S/2"),
+    "full": dict(batch_size=32, image_size=256, use_vae=True, model="MDTv2-XL/2"),
+}
+
+
+def detect_capabilities() -> Capabilities:
+    """Read what this machine offers (CUDA, bf16 support, cores, Colab)."""
+    cuda = torch.cuda.is_available()
+    bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    name = torch.cuda.get_device_name(0) if cuda else "cpu"
+    return Capabilities(cuda=cuda, bf16=bf16, cpu_count=os.cpu_count() or 1,
+                        device_name=name, colab="google.colab" in sys.modules)
+
+
+def choose_profile(profile: str | None, caps: Capabilities, env: dict | None = None) -> str:
+    """Argument > MDT_PROFILE > auto (small with CUDA, else tiny); `full` only when asked."""
+    env = os.environ if env is None else env
+    chosen = profile or env.get("MDT_PROFILE") or ("small" if caps.cuda else "tiny")
+    if chosen not in PROFILES:
+        raise ValueError(f"unknown profile {chosen!r}; use one of {', '.join(PROFILES)}")
+    return chosen
+
+
+def decide(profile: str | None, caps: Capabilities, seed: int = 0, env: dict | None = None) -> RunConfig:
+    """Pure decision logic of `setup`: profile, device, dtype, threads (no side effects)."""
+    name = choose_profile(profile, caps, env)
+    device = "cuda" if caps.cuda and name != "tiny" else "cpu"
+    if device == "cpu":
+        dtype, scaler = "float32", False
+    elif caps.bf16:
+        dtype, scaler = "bfloat16", False
+    else:  # e.g. a Colab T4: fp16 autocast needs loss scaling
+        dtype, scaler = "float16", True
+    threads = max(1, min(caps.cpu_count, 8))
+    sizes = _SIZES[name]
+    banner = (f"mdt_teach · profile {name} · device {device}"
+              f"{'' if device == 'cpu' else ' (' + caps.device_name + ')'} · dtype {dtype}"
+              f" · torch {torch.__version__}")
+    return RunConfig(profile=name, device=device, dtype=dtype, grad_scaler=scaler,
+                     threads=threads, seed=seed, banner=banner, **sizes)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices) with one number."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup(profile: str | None = None, seed: int = 0, quiet: bool = False,
+          caps: Capabilities | None = None) -> RunConfig:
+    """Pick the profile, seed everything, set CPU threads and print one banner line."""
+    caps = detect_capabilities() if caps is None else caps
+    cfg = decide(profile, caps, seed)
+    seed_everything(seed)
+    if cfg.device == "cpu":
+        torch.set_num_threads(cfg.threads)
+    if not quiet:
+        print(cfg.banner)
+        if caps.colab and not caps.cuda:
+            print("No GPU: on Colab choose Runtime → Change runtime type → GPU for the small profile.")
+    return cfg
+
+
+def static_mode() -> bool:
+    """True when widgets should fall back to static figures (MDT_STATIC=1, e.g. under nbval)."""
+    return os.environ.get("MDT_STATIC", "0") not in ("", "0", "false", "False")

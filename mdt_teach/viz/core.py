@@ -1,0 +1,90 @@
+"""The one widget shell every lesson uses: controls → state → `render(**state)` → one redrawn figure.
+
+`show(render, controls, static_settings)` returns a live widget in JupyterLab / Colab, or a static grid
+of representative settings when MDT_STATIC=1 (nbval, CI), when ipywidgets is missing, or on request.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+
+from mdt_teach.config import static_mode
+
+try:  # ipywidgets is a runtime dependency, but a learner's bare kernel may lack it
+    import ipywidgets as widgets
+    from IPython.display import display
+except ImportError:  # pragma: no cover - exercised only without ipywidgets
+    widgets = None
+
+Render = Callable[..., "matplotlib.figure.Figure"]
+
+
+def figure_to_array(fig) -> np.ndarray:
+    """Rasterise a figure to an (H, W, 3) uint8 array (used by static grids and widget tests)."""
+    fig.canvas.draw()
+    return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
+
+
+class FigureWidget:
+    """Controls above one Output; every change re-renders inside it with clear_output(wait=True)."""
+
+    def __init__(self, render: Render, controls: dict, fixed: dict | None = None):
+        self.render, self.controls, self.fixed = render, controls, dict(fixed or {})
+        self.output = widgets.Output()
+        self.last_figure = None
+        self.draw_count = 0
+        for ctrl in controls.values():
+            ctrl.observe(lambda _change: self.update(), names="value")
+        self.box = widgets.VBox([widgets.HBox(list(controls.values())), self.output])
+        self.update()
+
+    def state(self) -> dict:
+        """The current control values plus the fixed arguments."""
+        return {**self.fixed, **{k: c.value for k, c in self.controls.items()}}
+
+    def update(self) -> None:
+        """Re-render the figure for the current state."""
+        fig = self.render(**self.state())
+        if self.last_figure is not None:
+            plt.close(self.last_figure)
+        self.last_figure, self.draw_count = fig, self.draw_count + 1
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)  # keep the inline backend from drawing it a second time
+
+    def _ipython_display_(self):
+        display(self.box)
+
+
+def static_grid(render: Render, settings: list[dict], fixed: dict | None = None, titles=None):
+    """Render each setting and tile the pictures into one figure (the no-widget fallback)."""
+    fixed = dict(fixed or {})
+    images = []
+    for s in settings:
+        fig = render(**{**fixed, **s})
+        images.append(figure_to_array(fig))
+        plt.close(fig)
+    titles = titles or [", ".join(f"{k}={v}" for k, v in s.items()) for s in settings]
+    n = len(images)
+    h, w = images[0].shape[:2]
+    out, axes = plt.subplots(1, n, figsize=(min(4 * n, 16), min(4 * n, 16) / n * h / w + 0.4))
+    for ax, img, title in zip(np.atleast_1d(axes), images, titles):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=8)
+        ax.axis("off")
+    out.tight_layout()
+    return out
+
+
+def show(render: Render, controls: dict, static_settings: list[dict], fixed: dict | None = None,
+         static: bool | None = None):
+    """A live widget, or a static grid of `static_settings` under MDT_STATIC=1 / without ipywidgets."""
+    if static is None:
+        static = static_mode() or widgets is None
+    if static:
+        return static_grid(render, static_settings, fixed)
+    return FigureWidget(render, controls, fixed)
