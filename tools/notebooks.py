@@ -1,0 +1,168 @@
+"""The lesson pipeline: notebooks/NN_slug.py (py:percent, the source) → notebooks/NN_slug.ipynb.
+
+    python tools/notebooks.py build            regenerate every .ipynb from its .py (one direction)
+    python tools/notebooks.py check            regenerate into a temp dir; fail if any .ipynb differs
+    python tools/notebooks.py refresh [NN ..]  execute (tiny profile, MDT_STATIC=1) and store reference
+                                               outputs on `# NBVAL_CHECK_OUTPUT` cells only
+    python tools/notebooks.py badges           rewrite every lesson's Colab badge and clone line from
+                                               pyproject's [project.urls]
+
+The committed .ipynb keeps outputs only on output-checked cells (text only): no images, no widget
+state, no kernelspec, no execution counts. `refresh` is the only way reference outputs change.
+"""
+from __future__ import annotations
+
+import argparse
+import filecmp
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+CHECK_MARK = "NBVAL_CHECK_OUTPUT"
+TEXT_MIMES = ("text/plain",)
+
+
+def lesson_sources(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
+    """The lesson sources NN_slug.py in course order, optionally only those whose NN is listed."""
+    paths = sorted(folder.glob("[0-9][0-9]_*.py"))
+    if only:
+        paths = [p for p in paths if p.name[:2] in only]
+    return paths
+
+
+def repo_url_and_ref() -> tuple[str, str]:
+    """The repository URL and git ref the badges and Colab clone lines point at (one place)."""
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["urls"]
+    return urls["Repository"].rstrip("/"), urls["GitRef"]
+
+
+def colab_badge(name: str) -> str:
+    """Markdown of the Open-in-Colab badge for notebooks/<name>.ipynb."""
+    url, ref = repo_url_and_ref()
+    path = url.split("github.com/")[-1]
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"(https://colab.research.google.com/github/{path}/blob/{ref}/notebooks/{name}.ipynb)")
+
+
+def clean_notebook(nb) -> None:
+    """Keep text outputs only on NBVAL_CHECK_OUTPUT cells; drop counts, widget state, kernelspec."""
+    nb.metadata.pop("kernelspec", None)
+    nb.metadata.pop("widgets", None)
+    nb.metadata.pop("language_info", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        cell.execution_count = None
+        cell.metadata = {}
+        if CHECK_MARK not in cell.source:
+            cell.outputs = []
+            continue
+        kept = []
+        for out in cell.outputs:
+            if out.output_type == "stream" and out.name == "stdout":
+                kept.append(out)
+            elif out.output_type == "execute_result":
+                out.data = {k: v for k, v in out.data.items() if k in TEXT_MIMES}
+                out.metadata, out.execution_count = {}, None
+                if out.data:
+                    kept.append(out)
+        cell.outputs = kept
+
+
+def build(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
+    """Regenerate NN.ipynb from NN.py with `jupytext --to ipynb --update`, then clean it."""
+    import nbformat
+
+    written = []
+    for src in lesson_sources(folder, only):
+        dst = src.with_suffix(".ipynb")
+        subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "--update",
+                        "-o", str(dst), str(src)], check=True, cwd=folder)
+        nb = nbformat.read(dst, as_version=4)
+        clean_notebook(nb)
+        nbformat.write(nb, dst)
+        written.append(dst)
+    return written
+
+
+def check(folder: Path = NOTEBOOKS) -> list[str]:
+    """Regenerate every notebook in a temporary copy; return the names whose .ipynb would change."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "notebooks"
+        shutil.copytree(folder, copy, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        shutil.copy(ROOT / "jupytext.toml", Path(tmp) / "jupytext.toml")
+        stale = []
+        for src in lesson_sources(folder):
+            committed = src.with_suffix(".ipynb")
+            if not committed.exists():
+                stale.append(f"{committed.name} (missing)")
+        build(copy)
+        for src in lesson_sources(folder):
+            committed = src.with_suffix(".ipynb")
+            fresh = copy / committed.name
+            if committed.exists() and not filecmp.cmp(committed, fresh, shallow=False):
+                stale.append(committed.name)
+        return stale
+
+
+def refresh(only: list[str] | None = None, timeout: int = 600) -> None:
+    """Execute lessons in the tiny profile with MDT_STATIC=1 and store their checked outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    os.environ.update(MDT_PROFILE="tiny", MDT_STATIC="1")
+    for path in build(NOTEBOOKS, only):
+        nb = nbformat.read(path, as_version=4)
+        NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                       resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+        clean_notebook(nb)
+        nbformat.write(nb, path)
+        print(f"refreshed {path.name}")
+    build(NOTEBOOKS, only)
+
+
+_BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
+_CLONE_RE = re.compile(r'REPO, REF = "[^"]*", "[^"]*"')
+
+
+def badges() -> None:
+    """Rewrite each lesson's Colab badge and clone line from pyproject's [project.urls]."""
+    url, ref = repo_url_and_ref()
+    for src in lesson_sources():
+        text = src.read_text()
+        text = _BADGE_RE.sub(colab_badge(src.stem), text)
+        text = _CLONE_RE.sub(f'REPO, REF = "{url}", "{ref}"', text)
+        src.write_text(text)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("command", choices=["build", "check", "refresh", "badges"])
+    parser.add_argument("lessons", nargs="*", help="two-digit lesson numbers (default: all)")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        for p in build(only=args.lessons):
+            print(f"built {p.relative_to(ROOT)}")
+    elif args.command == "check":
+        stale = check()
+        if stale:
+            print("These notebooks are not what their .py sources generate: " + ", ".join(stale)
+                  + ". Run `python tools/notebooks.py build` and commit the .ipynb files.")
+            return 1
+        print(f"{len(lesson_sources())} notebooks match their sources")
+    elif args.command == "refresh":
+        refresh(args.lessons)
+    else:
+        badges()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
