@@ -71,8 +71,12 @@ def static_grid(render: Render, settings: list[dict], fixed: dict | None = None,
     titles = titles or [", ".join(f"{k}={v}" for k, v in s.items()) for s in settings]
     n = len(images)
     h, w = images[0].shape[:2]
-    out, axes = plt.subplots(1, n, figsize=(min(4 * n, 16), min(4 * n, 16) / n * h / w + 0.4))
-    for ax, img, title in zip(np.atleast_1d(axes), images, titles):
+    ncol = 1 if w > 1.5 * h else n  # wide multi-panel figures stack vertically
+    nrow = (n + ncol - 1) // ncol
+    width = min(4 * ncol, 12) if ncol > 1 else 10
+    out, axes = plt.subplots(nrow, ncol, figsize=(width, width / ncol * h / w * nrow + 0.3 * nrow),
+                             squeeze=False)
+    for ax, img, title in zip(axes.ravel(), images, titles):
         ax.imshow(img)
         ax.set_title(title, fontsize=8)
         ax.axis("off")
