@@ -11,7 +11,6 @@ import sys
 
 # name -> (module, one-line help)
 COMMANDS = {
-    "demo": ("mdt_teach.demo", "a 20-second tour: smileys → tokens → mask → one model step"),
     "train": ("mdt_teach.train_cli", "train DiT / MDT / MDTv2 (default: MDTv2 tiny on smileys)"),
     "sample": ("mdt_teach.sample_cli", "sample an image grid from a checkpoint (ours or official)"),
     "eval": ("mdt_teach.eval_cli", "two-eyes score and FD-smileys of a checkpoint"),

@@ -1,0 +1,282 @@
+"""Sampling: timestep respacing, ancestral DDPM with learned variance, DDIM, and classifier-free guidance
+with MDT's power-cosine scale schedule (spec §3).
+
+The model always receives the ORIGINAL timestep index (0..999) as an integer tensor, also when sampling
+with 250 respaced steps (spec §3.1, §7.14). All noise is drawn through one `torch.Generator` when given.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .diffusion import GaussianDiffusion, extract, randn
+
+METHODS = ("ddpm", "ddim")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Respacing
+# ---------------------------------------------------------------------------------------------------
+
+def _ddim_stride_steps(num_timesteps: int, count: int) -> list[int]:
+    """"ddimN": the first integer stride s with len(range(0, T, s)) == N (DDIM paper striding, ADM)."""
+    for stride in range(1, num_timesteps):
+        if len(range(0, num_timesteps, stride)) == count:
+            return list(range(0, num_timesteps, stride))
+    raise ValueError(f"cannot take exactly {count} steps from {num_timesteps} with an integer stride; "
+                     f"pick another ddim count (e.g. ddim50) or a plain count like '{count}'")
+
+
+def _section_steps(start: int, size: int, count: int) -> list[int]:
+    """`count` steps spread evenly over [start, start + size), both ends kept (fractional stride, rounded)."""
+    if count > size or count < 1:
+        raise ValueError(f"cannot take {count} steps from a section of {size}; use a count in 1..{size}")
+    stride = (size - 1) / (count - 1) if count > 1 else 1
+    steps, position = [], 0.0
+    for _ in range(count):  # accumulate the float stride exactly as ADM does, then round half to even
+        steps.append(start + round(position))
+        position += stride
+    return steps
+
+
+def _parse_count(text: str, spec) -> int:
+    """One step count of a respacing string, or the ValueError that names the accepted forms."""
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"unknown respacing {spec!r}; use a step count like '250', 'ddim50' or "
+                         f"comma-separated section counts like '10,15,20'") from None
+
+
+def space_timesteps(num_timesteps: int, section_counts) -> list[int]:
+    """Kept original timesteps, sorted (ADM `space_timesteps`): "250" → round(i·999/249); "ddim50" → 0, 20, …, 980;
+    "10,15,20" → 10, 15 and 20 steps in three equal sections of [0, T); "" → all T steps."""
+    if isinstance(section_counts, int):
+        section_counts = str(section_counts)
+    if isinstance(section_counts, str):
+        text = section_counts.strip()
+        if text.startswith("ddim"):
+            return _ddim_stride_steps(num_timesteps, _parse_count(text[len("ddim"):], section_counts))
+        section_counts = [_parse_count(part, section_counts) for part in text.split(",")] if text else [num_timesteps]
+    counts = list(section_counts)
+    size_per, extra = divmod(num_timesteps, len(counts))
+    steps, start = [], 0
+    for i, count in enumerate(counts):
+        size = size_per + (1 if i < extra else 0)
+        steps += _section_steps(start, size, int(count))
+        start += size
+    return sorted(set(steps))
+
+
+class SpacedDiffusion(GaussianDiffusion):
+    """A diffusion that keeps only some timesteps S_i of `base`: β'_i = 1 − ᾱ_{S_i}/ᾱ_{S_{i−1}} (ADM respace).
+
+    Every derived quantity (posterior, learned-range bounds) is recomputed from β'; `timestep_map[i] = S_i`
+    is what the model is fed.
+    """
+
+    def __init__(self, base: GaussianDiffusion, use_timesteps):
+        kept = sorted(set(int(s) for s in use_timesteps))
+        if not kept or kept[0] < 0 or kept[-1] >= base.num_timesteps:
+            raise ValueError(f"kept timesteps must lie in 0..{base.num_timesteps - 1}")
+        alpha_bar = base.alphas_cumprod[kept]
+        alpha_bar_prev = np.append(1.0, alpha_bar[:-1])
+        super().__init__(betas=1.0 - alpha_bar / alpha_bar_prev)
+        self.base = base
+        self.timestep_map = np.asarray(kept, dtype=np.int64)
+        self.original_num_steps = base.num_timesteps
+
+
+def respace(diffusion: GaussianDiffusion, steps) -> GaussianDiffusion:
+    """The process to sample with: `diffusion` itself for steps=None, else its base respaced by `steps`."""
+    if steps is None:
+        return diffusion
+    base = diffusion.base if isinstance(diffusion, SpacedDiffusion) else diffusion
+    return SpacedDiffusion(base, space_timesteps(base.num_timesteps, steps))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Classifier-free guidance with the power-cosine schedule
+# ---------------------------------------------------------------------------------------------------
+
+def _power_cos_scale(t, cfg_scale: float, scale_pow: float, num_timesteps: int):
+    """w_eff(t) = 1 + (w − 1)·(1 − cos(π(1 − t/T)^s))/2, no checks (tensor or float)."""
+    if isinstance(t, torch.Tensor):
+        step = (1 - torch.cos((1 - t / num_timesteps) ** scale_pow * math.pi)) / 2
+    else:
+        step = (1 - np.cos((1 - np.asarray(t) / num_timesteps) ** scale_pow * math.pi)) / 2
+    return 1 + (cfg_scale - 1) * step
+
+
+def cfg_scale_at(t, cfg_scale: float, scale_pow: float = 4.0, T: int = 1000):
+    """Guidance weight at original timestep t (MDT's power-cosine CFG, official `forward_with_cfg`, spec §3.3):
+    w_eff(t) = 1 + (w − 1)·(1 − cos(π·(1 − t/T)^s))/2, so w_eff(T−1) ≈ 1 and w_eff(0) = w."""
+    values = np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t)
+    if values.size and (values.min() < 0 or values.max() > T - 1):
+        raise ValueError(f"timestep out of range: got values in [{values.min()}, {values.max()}], allowed 0..{T - 1}")
+    scale = _power_cos_scale(t, cfg_scale, scale_pow, T)
+    return float(scale) if np.ndim(scale) == 0 and not isinstance(scale, torch.Tensor) else scale
+
+
+def combine_cfg(model_out: torch.Tensor, t: torch.Tensor, cfg_scale: float, scale_pow: float = 4.0,
+                guided_channels: int = 3, T: int = 1000) -> torch.Tensor:
+    """Guide the doubled batch [cond; uncond]: ε_u + w_eff(t)(ε_c − ε_u) on the first `guided_channels`
+    channels, written to both halves; the other channels keep their raw values (official DiT/MDT quirk)."""
+    half = model_out.shape[0] // 2
+    guided, rest = model_out[:, :guided_channels], model_out[:, guided_channels:]
+    cond, uncond = guided[:half], guided[half:]  # (B, g, H, W) each
+    w = _power_cos_scale(t[:half].float(), cfg_scale, scale_pow, T)  # (B,)
+    w = w.view(-1, 1, 1, 1).to(model_out.dtype)  # (B, 1, 1, 1)
+    mixed = uncond + w * (cond - uncond)  # (B, g, H, W)
+    return torch.cat([torch.cat([mixed, mixed], dim=0), rest], dim=1)  # (2B, C_out, H, W)
+
+
+def cfg_forward(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
+                scale_pow: float = 4.0, guided_channels: int | None = 3, T: int = 1000) -> torch.Tensor:
+    """`forward_with_cfg` for a model that lacks one: run [x_half; x_half] with labels [y; null], then guide."""
+    half = x[: x.shape[0] // 2]
+    out = model(torch.cat([half, half], dim=0), t, y)  # (2B, C_out, H, W)
+    channels = model.in_channels if guided_channels is None else guided_channels  # None: guide every ε channel
+    return combine_cfg(out, t, cfg_scale, scale_pow, channels, T)
+
+
+# ---------------------------------------------------------------------------------------------------
+# One reverse step
+# ---------------------------------------------------------------------------------------------------
+
+def _nonzero(i: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """1 where the step index is not 0, shaped (B, 1, 1, 1): no noise is added on the last step."""
+    return (i != 0).to(like.dtype).view(-1, *([1] * (like.ndim - 1)))  # (B, 1, 1, 1)
+
+
+def ddpm_step(diffusion: GaussianDiffusion, model_out, x: torch.Tensor, i: torch.Tensor, noise: torch.Tensor,
+              clip_denoised: bool = False):
+    """Ancestral step x_{i−1} = μ + σ·z with the learned variance; returns (x_prev, pred_x0) (ADM `p_sample`)."""
+    p = diffusion._p_mean_variance(model_out, x, i, clip_denoised)
+    return p["mean"] + _nonzero(i, x) * torch.exp(0.5 * p["log_variance"]) * noise, p["pred_x0"]
+
+
+def ddim_step(diffusion: GaussianDiffusion, model_out, x: torch.Tensor, i: torch.Tensor, noise: torch.Tensor,
+              eta: float = 0.0, clip_denoised: bool = False):
+    """DDIM step (Song et al. 2021, eq. 12): x_{i−1} = √ᾱ'·x̂_0 + √(1−ᾱ'−σ²)·ε + σ·z,
+    σ = η·√((1−ᾱ')/(1−ᾱ))·√(1−ᾱ/ᾱ'); ε is re-derived from x̂_0 as in ADM `ddim_sample`."""
+    p = diffusion._p_mean_variance(model_out, x, i, clip_denoised)
+    eps = diffusion._eps_from_x0(x, i, p["pred_x0"])
+    alpha_bar = extract(diffusion.alphas_cumprod, i, x.shape)  # (B, 1, 1, 1)
+    alpha_bar_prev = extract(diffusion.alphas_cumprod_prev, i, x.shape)  # (B, 1, 1, 1)
+    sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)
+    mean = p["pred_x0"] * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev - sigma ** 2) * eps
+    return mean + _nonzero(i, x) * sigma * noise, p["pred_x0"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# The loop
+# ---------------------------------------------------------------------------------------------------
+
+@contextmanager
+def _eval_mode(model):
+    """Label dropout and masking are off in eval mode (spec §7.19); restore the caller's mode afterwards."""
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    try:
+        yield
+    finally:
+        if hasattr(model, "train"):
+            model.train(was_training)
+
+
+def _model_device(model) -> torch.device:
+    """Device of the model's first parameter (CPU for a parameter-free callable)."""
+    params = getattr(model, "parameters", None)
+    first = next(params(), None) if params is not None else None
+    return first.device if first is not None else torch.device("cpu")
+
+
+def _check_sampling_args(method: str, eta: float, y: torch.Tensor, batch: int, null_label: int | None) -> None:
+    """One clear ValueError for each bad sampling argument."""
+    if method not in METHODS:
+        raise ValueError(f"unknown sampling method {method!r}; use one of {', '.join(METHODS)}")
+    if eta < 0:
+        raise ValueError(f"eta must be ≥ 0 (0 = deterministic DDIM, 1 = DDPM-like noise); got {eta}")
+    if y.shape != (batch,):
+        raise ValueError(f"need one label per sample: y has shape {tuple(y.shape)}, the batch is {batch}")
+    if null_label is not None and batch and (int(y.min()) < 0 or int(y.max()) > null_label):
+        raise ValueError(f"labels must lie in 0..{null_label} ({null_label} = unconditional); "
+                         f"got {int(y.min())}..{int(y.max())}")
+
+
+def _guided_model_fn(model, cfg_scale: float, scale_pow: float, guided_channels: int | None, T: int):
+    """The callable (x, t, y) → output the loop uses: plain forward, or CFG on the doubled batch."""
+    if cfg_scale == 1.0:
+        return lambda x, t, y: model(x, t, y)
+    if hasattr(model, "forward_with_cfg"):
+        return lambda x, t, y: model.forward_with_cfg(x, t, y, cfg_scale=cfg_scale, diffusion_steps=T,
+                                                      scale_pow=scale_pow, guided_channels=guided_channels)
+    return lambda x, t, y: cfg_forward(model, x, t, y, cfg_scale, scale_pow, guided_channels, T)
+
+
+def sample_loop(model, shape_or_z, y, diffusion: GaussianDiffusion, steps="250", cfg_scale: float = 1.0,
+                scale_pow: float = 4.0, method: str = "ddpm", eta: float = 0.0,
+                generator: torch.Generator | None = None, progress: bool = False, clip_denoised: bool = False,
+                guided_channels: int | None = 3) -> Iterator[dict]:
+    """Yield {"i", "t", "x", "pred_x0"} after every reverse step (first half of the batch only with CFG).
+
+    Arguments are checked here, before the first step. cfg_scale = 1 runs the plain batch; otherwise the
+    batch is [z; z] with labels [y; null] (spec §3.3) and noise is drawn for the whole doubled batch, as the
+    official loop does. `steps=None` samples with `diffusion` as it is.
+    """
+    device = _model_device(model)
+    z = randn(tuple(shape_or_z), generator, device) if not isinstance(shape_or_z, torch.Tensor) \
+        else shape_or_z.to(device, torch.float32)
+    y = torch.as_tensor(y, device=device).long().reshape(-1)
+    null_label = getattr(model, "num_classes", None)
+    _check_sampling_args(method, eta, y, z.shape[0], null_label)
+    spaced = respace(diffusion, steps)
+    if cfg_scale != 1.0:
+        if null_label is None:
+            raise ValueError("classifier-free guidance needs model.num_classes (the null label); use cfg_scale=1")
+        z = torch.cat([z, z], dim=0)  # (2B, C, H, W)
+        y = torch.cat([y, torch.full_like(y, null_label)], dim=0)  # (2B,)
+    model_fn = _guided_model_fn(model, cfg_scale, scale_pow, guided_channels, spaced.original_num_steps)
+    step_fn = ddpm_step if method == "ddpm" else \
+        (lambda d, out, x, i, noise, clip: ddim_step(d, out, x, i, noise, eta, clip))
+    keep = z.shape[0] // 2 if cfg_scale != 1.0 else z.shape[0]
+    return _reverse_steps(model, model_fn, step_fn, spaced, z, y, keep, generator, progress, clip_denoised,
+                          f"{method} {spaced.num_timesteps} steps")
+
+
+def _reverse_steps(model, model_fn, step_fn, spaced: GaussianDiffusion, z, y, keep: int, generator,
+                   progress: bool, clip_denoised: bool, desc: str) -> Iterator[dict]:
+    """Run i = S−1 … 0, feeding the model t = timestep_map[i]; yield the first `keep` samples after each step."""
+    timestep_map = torch.as_tensor(spaced.timestep_map, device=z.device)
+    indices = range(spaced.num_timesteps - 1, -1, -1)
+    if progress:
+        from tqdm.auto import tqdm
+        indices = tqdm(indices, desc=desc)
+    x = z
+    with _eval_mode(model), torch.no_grad():
+        for step in indices:
+            i = torch.full((x.shape[0],), step, device=x.device, dtype=torch.long)  # (N,) respaced index
+            t = timestep_map[i]  # (N,) original index fed to the model
+            out = model_fn(x, t, y).float()
+            noise = randn(x.shape, generator, x.device, x.dtype)
+            x, pred_x0 = step_fn(spaced, out, x, i, noise, clip_denoised)
+            yield {"i": step, "t": int(spaced.timestep_map[step]), "x": x[:keep], "pred_x0": pred_x0[:keep]}
+
+
+def sample(model, shape_or_z, y, diffusion: GaussianDiffusion, steps="250", cfg_scale: float = 1.0,
+           scale_pow: float = 4.0, method: str = "ddpm", eta: float = 0.0,
+           generator: torch.Generator | None = None, progress: bool = False, clip_denoised: bool = False,
+           guided_channels: int | None = 3) -> torch.Tensor:
+    """Draw x_0 (B, C, H, W) from noise (a shape, or a given z) by DDPM or DDIM over respaced steps, with
+    optional power-cosine CFG (official `p_sample_loop` / `ddim_sample_loop` + `forward_with_cfg`)."""
+    last = None
+    for last in sample_loop(model, shape_or_z, y, diffusion, steps, cfg_scale, scale_pow, method, eta,
+                            generator, progress, clip_denoised, guided_channels):
+        pass
+    return last["x"]
