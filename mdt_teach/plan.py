@@ -1,0 +1,251 @@
+"""`mdt-teach plan`: memory per GPU of a training run and the torchrun command that launches it.
+
+Static memory comes from the parameter count (weights, gradients, optimizer state — Adan keeps 4 buffers
+per parameter, AdamW 2 — and the EMA copy). Activations are *measured* on the meta device (no memory,
+no GPU): one training step's forward passes (both MDT passes: one backward follows them, so both sets of
+saved tensors are alive at once) run under a saved-tensor hook that adds up what autograd keeps. The
+GPU's fused attention is emulated (it saves q, k, v, bias, output and a log-sum-exp, not the N×N
+probabilities), and so is autocast (matmuls in bf16/fp16, norms and softmax in fp32). It is an
+estimate: CUDA context, allocator slack and backward temporaries come on top.
+"""
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from .train import DTYPE_NAMES as DTYPES
+
+GB = 1e9
+OPT_BUFFERS = {"adan": 4, "adamw": 2}   # Adan: m, v (diff), n, previous gradient; AdamW: m, v
+
+
+# ----------------------------------------------------------------------------------------------
+# Activations measured on the meta device
+# ----------------------------------------------------------------------------------------------
+
+class _FusedAttention(torch.autograd.Function):
+    """What a fused (memory-efficient) attention kernel keeps for backward: q, k, v, bias, out, lse."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, scale):
+        with torch.no_grad():
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+        lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)   # (B, H, N)
+        ctx.save_for_backward(q, k, v, *(() if bias is None else (bias,)), out, lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # never run: the plan only counts what forward saves
+        raise NotImplementedError
+
+
+_LOW_PRECISION = {F.linear, torch.matmul, torch.bmm, torch.addmm, torch.baddbmm, F.conv2d, torch.Tensor.__matmul__}
+_FULL_PRECISION = {F.layer_norm, F.softmax, torch.softmax, F.log_softmax, F.group_norm}
+
+
+def _cast(value, dtype, cache: dict):
+    """Cast floating tensors (parameters once, through `cache`, like autocast's weight cache)."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast(v, dtype, cache) for v in value)
+    if not (torch.is_tensor(value) and value.is_floating_point()) or value.dtype == dtype:
+        return value
+    if isinstance(value, torch.nn.Parameter):
+        key = (id(value), dtype)
+        if key not in cache:
+            cache[key] = value.to(dtype)
+        return cache[key]
+    return value.to(dtype)
+
+
+class _MetaAutocast(TorchFunctionMode):
+    """Autocast's policy on meta tensors (real autocast ignores them) plus the fused-attention emulation."""
+
+    def __init__(self, dtype: torch.dtype | None):
+        super().__init__()
+        self.dtype, self.cache = dtype, {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            q, k, v = (_cast(t, self.dtype, self.cache) if self.dtype else t for t in args[:3])
+            bias = kwargs.get("attn_mask")
+            bias = bias.to(q.dtype) if bias is not None else None
+            return _FusedAttention.apply(q, k, v, bias, kwargs.get("scale"))
+        if self.dtype is not None and func in _LOW_PRECISION:
+            args, kwargs = _cast(args, self.dtype, self.cache), {k: _cast(v, self.dtype, self.cache)
+                                                                 for k, v in kwargs.items()}
+        elif self.dtype is not None and func in _FULL_PRECISION:
+            args = _cast(args, torch.float32, self.cache)
+        return func(*args, **kwargs)
+
+
+def saved_bytes(model, batch: int, dtype: str = "float32") -> int:
+    """Bytes autograd keeps for backward after one training forward (both passes for MDT), parameters excluded.
+
+    On a meta model autocast is emulated; on a real CPU model torch's own CPU autocast runs (the tests
+    compare the two). Attention is counted as a fused kernel in both cases.
+    """
+    device = next(model.parameters()).device
+    low = None if DTYPES[dtype] == "float32" else getattr(torch, DTYPES[dtype])
+    param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
+    seen: dict[int, int] = {}
+    alive = []   # hold every saved tensor so no storage address is reused during the count
+
+    def pack(t):
+        key = t.untyped_storage()._cdata
+        if key not in param_storages:
+            seen[key] = max(seen.get(key, 0), t.untyped_storage().nbytes())
+        alive.append(t)
+        return t
+
+    x = torch.randn(batch, model.in_channels, model.input_size, model.input_size, device=device)
+    t = torch.zeros(batch, dtype=torch.long, device=device)
+    y = torch.zeros(batch, dtype=torch.long, device=device)
+    meta = device.type == "meta"
+    autocast = torch.autocast("cpu", dtype=low or torch.bfloat16, enabled=low is not None and not meta)
+    model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda v: v), _MetaAutocast(low if meta else None), autocast:
+        outputs = [model(x, t, y)]
+        if getattr(model, "is_mdt", False) and model.mask_ratio is not None:
+            outputs.append(model(x, t, y, enable_mask=True))
+    return sum(seen.values())
+
+
+def meta_model(name: str, **overrides):
+    """The preset on the meta device, its mask ratio fixed at the low end (the most tokens kept)."""
+    from .models import MODEL_PRESETS, build_model
+
+    if name not in MODEL_PRESETS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_PRESETS)}")
+    if MODEL_PRESETS[name]["family"] == "MDTv2":
+        overrides.setdefault("mask_ratio_jitter", 0.0)
+    with torch.device("meta"):
+        return build_model(name, **overrides)
+
+
+# ----------------------------------------------------------------------------------------------
+# The plan
+# ----------------------------------------------------------------------------------------------
+
+@dataclass
+class MemoryPlan:
+    """Bytes per GPU of one configuration."""
+
+    model: str
+    params: int
+    trainable: int
+    gpus: int
+    per_gpu_batch: int
+    micro_batch: int
+    opt: str
+    zero: bool
+    dtype: str
+    weights: float
+    grads: float
+    optimizer: float
+    ema: float
+    activations: float
+
+    @property
+    def total(self) -> float:
+        """Sum of the terms (bytes)."""
+        return self.weights + self.grads + self.optimizer + self.ema + self.activations
+
+
+def memory_plan(model_name: str, gpus: int, global_batch: int, opt: str = "adan", zero: bool = False,
+                dtype: str = "bfloat16", grad_accum: int = 1, **overrides) -> MemoryPlan:
+    """Per-GPU memory of training `model_name` with a global batch over `gpus` GPUs."""
+    if gpus < 1:
+        raise ValueError(f"--gpus must be at least 1, got {gpus}")
+    if opt not in OPT_BUFFERS:
+        raise ValueError(f"unknown optimizer {opt!r}; use adan or adamw")
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use fp32, bf16 or fp16")
+    if global_batch % (gpus * grad_accum):
+        raise ValueError(f"global batch {global_batch} is not divisible by {gpus} GPUs × {grad_accum} "
+                         f"accumulation step(s); use a multiple of {gpus * grad_accum}")
+    model = meta_model(model_name, **overrides)
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    micro = global_batch // (gpus * grad_accum)
+    plan = MemoryPlan(model=model_name, params=params, trainable=trainable, gpus=gpus,
+                      per_gpu_batch=global_batch // gpus, micro_batch=micro, opt=opt, zero=zero,
+                      dtype=DTYPES[dtype], weights=4 * params, grads=4 * trainable, optimizer=0.0,
+                      ema=4 * params, activations=float(saved_bytes(model, micro, dtype)))
+    return with_optimizer(plan, opt)
+
+
+def with_optimizer(plan: MemoryPlan, opt: str) -> MemoryPlan:
+    """The same plan with another optimizer (only the optimizer-state term changes)."""
+    opt_bytes = 4 * OPT_BUFFERS[opt] * plan.trainable / (plan.gpus if plan.zero else 1)
+    return replace(plan, opt=opt, optimizer=opt_bytes)
+
+
+def torchrun_command(model: str, gpus: int, gpus_per_node: int, global_batch: int, zero: bool, opt: str | None,
+                     dtype: str, data: str = "PATH/TO/latents", grad_accum: int = 1) -> list[str]:
+    """The launch line(s): one node (--standalone) or several (c10d rendezvous, run on every node)."""
+    if gpus > gpus_per_node and gpus % gpus_per_node:
+        raise ValueError(f"{gpus} GPUs do not fill nodes of {gpus_per_node}; use a multiple of {gpus_per_node}")
+    train = (f"-m mdt_teach.train --profile full --model {model} --data {data} --batch-size {global_batch}"
+             f" --dtype {DTYPES[dtype]}" + (f" --opt {opt}" if opt else "") + (" --zero" if zero else "")
+             + (f" --grad-accum {grad_accum}" if grad_accum > 1 else "")
+             + f" --out runs/{model.lower().replace('/', '')}")
+    if gpus <= gpus_per_node:
+        return [f"torchrun --standalone --nproc_per_node={gpus} {train}"]
+    nodes = gpus // gpus_per_node
+    return [f"torchrun --nnodes={nodes} --nproc_per_node={gpus_per_node} --rdzv_id=mdt --rdzv_backend=c10d "
+            f"--rdzv_endpoint=$MASTER_ADDR:29500 {train}",
+            f"# run the same line on each of the {nodes} nodes (MASTER_ADDR = one node's address); "
+            "after a preemption add --resume"]
+
+
+def format_plan(plan: MemoryPlan, other: MemoryPlan | None = None) -> str:
+    """The table printed by `mdt-teach plan`."""
+    bufs = OPT_BUFFERS[plan.opt]
+    shard = f", sharded over {plan.gpus} GPUs (ZeRO)" if plan.zero else ""
+    rows = [
+        (f"weights (fp32, {plan.params / 1e6:.1f}M params)", plan.weights),
+        ("gradients (fp32)", plan.grads),
+        (f"optimizer state ({plan.opt}: {bufs} fp32 buffers{shard})", plan.optimizer),
+        ("EMA copy (fp32)", plan.ema),
+        (f"activations ({plan.dtype}, micro-batch {plan.micro_batch}, estimate)", plan.activations),
+    ]
+    lines = [f"{plan.model} on {plan.gpus} GPU(s): {plan.per_gpu_batch} images per GPU per step "
+             f"(micro-batch {plan.micro_batch}), {plan.opt}{' + ZeRO' if plan.zero else ''}, autocast {plan.dtype}"]
+    lines += [f"  {name:<68} {value / GB:8.2f} GB" for name, value in rows]
+    lines.append(f"  {'total per GPU (+ CUDA context, allocator slack: ~1-2 GB)':<68} {plan.total / GB:8.2f} GB")
+    if other is not None:
+        lines.append(f"  with {other.opt}{' + ZeRO' if other.zero else ''} instead: optimizer "
+                     f"{other.optimizer / GB:.2f} GB, total {other.total / GB:.2f} GB")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of `mdt-teach plan`."""
+    parser.add_argument("--model", default="MDTv2-XL/2", help="preset (default MDTv2-XL/2)")
+    parser.add_argument("--gpus", type=int, default=8, help="total number of GPUs (default 8)")
+    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (default 8)")
+    parser.add_argument("--global-batch", type=int, default=256, help="global batch (official 256)")
+    parser.add_argument("--grad-accum", type=int, default=1, help="accumulation steps per GPU (default 1)")
+    parser.add_argument("--zero", action="store_true", help="shard the optimizer state (ZeroRedundancyOptimizer)")
+    parser.add_argument("--opt", default=None, help="adan | adamw (default: the model's recipe)")
+    parser.add_argument("--dtype", default="bf16", help="fp32 | bf16 | fp16 autocast (default bf16)")
+    parser.add_argument("--data", default="PATH/TO/latents", help="data path written into the command")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the memory table and the launch command."""
+    from .train import recipe
+
+    opt = args.opt or recipe(args.model)["opt"]
+    plan = memory_plan(args.model, args.gpus, args.global_batch, opt, args.zero, args.dtype, args.grad_accum)
+    print(format_plan(plan, with_optimizer(plan, "adamw" if opt == "adan" else "adan")))
+    print("launch:")
+    for line in torchrun_command(args.model, args.gpus, args.gpus_per_node, args.global_batch, args.zero,
+                                 args.opt, args.dtype, args.data, args.grad_accum):
+        print("  " + line)
+    return 0

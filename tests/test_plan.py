@@ -1,0 +1,71 @@
+"""`mdt-teach plan`: memory terms from the parameter count, activations measured on the meta device."""
+import pytest
+import torch
+
+from mdt_teach.cli import main
+from mdt_teach.models import build_model
+from mdt_teach.plan import meta_model, memory_plan, saved_bytes, torchrun_command, with_optimizer
+
+
+def test_parameter_counts_match_the_spec():
+    assert sum(p.numel() for p in meta_model("MDTv2-XL/2").parameters()) == 742_263_904   # spec §1.16
+
+
+def test_static_memory_terms():
+    plan = memory_plan("MDTv2-S/2", gpus=8, global_batch=64, opt="adan", dtype="bf16")
+    P = 38_454_872                                              # MDTv2-S/2, decode_layer 6 (spec §1.16)
+    assert plan.params == plan.trainable == P and plan.micro_batch == 8
+    assert (plan.weights, plan.grads, plan.ema) == (4 * P, 4 * P, 4 * P)
+    assert plan.optimizer == 16 * P                             # Adan: m, v, n, previous gradient
+    assert with_optimizer(plan, "adamw").optimizer == 8 * P     # AdamW: m, v
+    zero = memory_plan("MDTv2-S/2", gpus=8, global_batch=64, opt="adan", zero=True, dtype="bf16")
+    assert zero.optimizer == 16 * P / 8 and zero.activations == plan.activations
+    assert plan.total == pytest.approx(28 * P + plan.activations)
+
+
+@pytest.mark.parametrize("name", ["DiT-T/4", "MDTv2-T/4"])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_meta_estimate_matches_a_real_cpu_forward(name, dtype):
+    torch.manual_seed(0)
+    fixed = {"mask_ratio_jitter": 0.0} if name.startswith("MDTv2") else {}
+    real = saved_bytes(build_model(name, **fixed), 2, dtype)    # torch's own CPU autocast for bf16
+    estimate = saved_bytes(meta_model(name), 2, dtype)          # emulated autocast, no memory used
+    assert estimate == pytest.approx(real, rel=0.10)
+
+
+def test_mdt_keeps_both_passes_for_one_backward():
+    both = saved_bytes(meta_model("MDTv2-T/4"), 8)
+    unmasked_only = saved_bytes(meta_model("MDTv2-T/4", mask_ratio=None), 8)
+    assert 1.5 < both / unmasked_only < 2.0                    # the masked pass keeps ~70% of the tokens
+    assert saved_bytes(meta_model("DiT-T/4"), 8, "bf16") < saved_bytes(meta_model("DiT-T/4"), 8, "fp32")
+
+
+def test_torchrun_lines():
+    single = torchrun_command("MDTv2-XL/2", 8, 8, 256, True, None, "bf16", data="lat")
+    assert single == ["torchrun --standalone --nproc_per_node=8 -m mdt_teach.train --profile full --model MDTv2-XL/2 "
+                      "--data lat --batch-size 256 --dtype bfloat16 --zero --out runs/mdtv2-xl2"]
+    multi = torchrun_command("MDTv2-XL/2", 32, 8, 256, True, "adan", "bf16")
+    assert multi[0].startswith("torchrun --nnodes=4 --nproc_per_node=8 --rdzv_id=mdt --rdzv_backend=c10d "
+                               "--rdzv_endpoint=$MASTER_ADDR:29500 -m mdt_teach.train")
+    with pytest.raises(ValueError, match="12 GPUs do not fill nodes of 8"):
+        torchrun_command("MDTv2-XL/2", 12, 8, 240, False, None, "bf16")
+
+
+def test_plan_cli(capsys):
+    assert main(["plan", "--model", "MDTv2-S/2", "--gpus", "8", "--global-batch", "64", "--zero"]) == 0
+    out = capsys.readouterr().out
+    assert "adan: 4 fp32 buffers, sharded over 8 GPUs (ZeRO)" in out and "with adamw + ZeRO instead" in out
+    assert "torchrun --standalone --nproc_per_node=8 -m mdt_teach.train" in out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["plan", "--gpus", "0"], "--gpus must be at least 1"),
+    (["plan", "--gpus", "8", "--global-batch", "100"], "global batch 100 is not divisible by 8 GPUs"),
+    (["plan", "--model", "MDTv9-XL/2"], "unknown model 'MDTv9-XL/2'"),
+    (["plan", "--opt", "sgd"], "unknown optimizer 'sgd'"),
+    (["plan", "--dtype", "fp8"], "unknown dtype 'fp8'"),
+])
+def test_plan_bad_input(argv, match, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and match in err[0]

@@ -1,0 +1,116 @@
+"""`mdt-teach train|sample|eval`: bad input → one clear error and nothing written; a short run's outputs."""
+import json
+
+import pytest
+from PIL import Image
+
+from mdt_teach.cli import main
+from mdt_teach.resources import repo_root
+
+TINY = ["--model", "DiT-T/4", "--model-arg", "depth=2", "--model-arg", "hidden_size=32",
+        "--model-arg", "num_heads=2", "--threads", "1", "--no-progress"]
+
+
+def one_error_line(capsys, argv, match):
+    """Run the CLI, expect exit code 2 and a single stderr line containing `match`."""
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"mdt-teach {argv[0]}: ") and match in err[0], err
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["train", "--model", "MDTv3-S/2", "--steps", "1"], "unknown model 'MDTv3-S/2'"),
+    (["train", "--data", "no/such/folder", "--steps", "1"], "no/such/folder"),
+    (["train", "--steps", "0"], "--steps must be a positive"),
+    (["train", "--steps", "-3"], "--steps must be a positive"),
+    (["train", "--steps", "2", "--batch-size", "6", "--grad-accum", "4"], "not divisible by 1 process(es) × 4"),
+    (["train", "--steps", "2", "--model-arg", "depth"], "is not KEY=VALUE"),
+    (["train", "--steps", "2", "--dtype", "fp8"], "unknown dtype 'fp8'"),
+    (["train", "--steps", "2", "--opt", "sgd"], "unknown optimizer 'sgd'"),
+    (["train", "--steps", "2", "--model", "DiT-T/4", "--mask-ratio", "0.3"], "DiT does not take mask_ratio"),
+    (["train", "--resume"], "no run with a checkpoint under runs/"),
+    (["train", "--steps", "2", "--weighting", "snr"], "unknown loss weighting 'snr'"),
+    (["train", "--steps", "2", "--sample-steps", "ddim7x"], "unknown respacing"),
+])
+def test_bad_train_input_is_one_line_and_writes_nothing(argv, match, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    one_error_line(capsys, argv, match)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_not_divisible_by_world_size(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WORLD_SIZE", "2")            # what torchrun --nproc_per_node=2 sets
+    one_error_line(capsys, ["train", "--steps", "2", "--batch-size", "7"],
+                   "global batch 7 is not divisible by 2 process(es)")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_train_then_sample_and_the_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--steps", "3", "--batch-size", "4", "--ckpt-every", "2", "--grid-samples", "4",
+                 "--sample-steps", "4", "--eval-samples", "0", "--out", "runs/t"]) == 0
+    out = capsys.readouterr().out
+    run = tmp_path / "runs" / "t"
+    assert "writing to runs/t/" in out and "in runs/t/" in out
+    assert {p.name for p in run.iterdir()} == {"config.json", "metrics.jsonl", "eval.jsonl", "samples", "ckpt",
+                                               "loss_curve.png", "summary.json"}
+    assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["ckpt_0000002.pt", "ckpt_0000003.pt"]
+    assert Image.open(run / "samples" / "final.png").size == (4 * 33 + 1, 34)
+    assert json.loads((run / "summary.json").read_text())["steps"] == 3
+    assert json.loads((run / "config.json").read_text())["lr"] == 1e-3        # the tiny recipe
+
+    # the same folder again without --resume is refused, with nothing touched
+    one_error_line(capsys, ["train", *TINY, "--steps", "3", "--batch-size", "4", "--out", "runs/t"],
+                   "already holds checkpoints; pass --resume")
+    # resuming with a different model is refused
+    one_error_line(capsys, ["train", "--resume", "--out", "runs/t", "--model", "MDTv2-T/4"],
+                   "was trained with model='DiT-T/4'")
+
+    assert main(["sample", "--ckpt", "runs/t/ckpt/ckpt_0000003.pt", "--n", "3", "--steps", "4",
+                 "--out", "grid.png"]) == 0
+    assert Image.open(tmp_path / "grid.png").size == (3 * 33 + 1, 34)
+    assert "DiT-T/4 step 3 (EMA weights)" in capsys.readouterr().out
+
+
+def test_sample_accepts_an_official_state_dict(tmp_path, monkeypatch, capsys):
+    import torch
+
+    from mdt_teach.models import build_model
+
+    monkeypatch.chdir(tmp_path)
+    torch.save(build_model("MDTv2-T/4", depth=4, hidden_size=32, num_heads=2).state_dict(), tmp_path / "official.pt")
+    assert main(["sample", "--ckpt", "official.pt", "--n", "2", "--steps", "3", "--labels", "1", "--out", "o.png"]) == 0
+    assert "official checkpoint official.pt: 2 samples" in capsys.readouterr().out
+    assert Image.open(tmp_path / "o.png").size == (2 * 33 + 1, 34)
+    one_error_line(capsys, ["sample", "--ckpt", "official.pt", "--labels", "7", "--out", "p.png"],
+                   "--labels go up to 7 but the model has 4 classes")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["sample", "--ckpt", "missing.pt", "--out", "x.png"], "missing.pt does not exist"),
+    (["sample", "--ckpt", "missing.pt", "--out", "x.jpg"], "must be a .png file"),
+    (["sample", "--ckpt", "missing.pt", "--n", "0"], "--n must be at least 1"),
+    (["sample", "--ckpt", "missing.pt", "--steps", "ddim7x"], "unknown respacing"),
+    (["eval", "--ckpt", "missing.pt", "--data", "digits"], "eval scores smileys only"),
+    (["eval", "--ckpt", "missing.pt"], "missing.pt does not exist"),
+])
+def test_bad_sample_and_eval_input(argv, match, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    one_error_line(capsys, argv, match)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not (repo_root() / "data" / "feature_net.pt").exists(),
+                    reason="the FD-smileys feature net (data/feature_net.pt) is not committed yet")
+def test_eval_reports_two_eyes_and_fd(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--steps", "1", "--batch-size", "4", "--grid-samples", "0", "--eval-samples", "0",
+                 "--out", "r"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--ckpt", "r/ckpt/ckpt_0000001.pt", "--n", "8", "--steps", "4", "--json", "s.json"]) == 0
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["two_eyes"] == 0.0                           # one step of training draws no face
+    assert scores["fd_smileys"] > 0 and scores["n"] == 8
+    assert "two-eyes 0.0% of 8 samples" in capsys.readouterr().out
