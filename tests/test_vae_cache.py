@@ -1,0 +1,134 @@
+"""VAE wrapper (tiny AutoencoderKL, no download) and the sharded latent cache, end to end."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mdt_teach import cli
+from mdt_teach.data import ImageFolder, make_dataset
+from mdt_teach.latent_cache import LatentCache, cache_latents, shard_paths
+from mdt_teach.vae import SCALE, LatentVAE, load_vae, tiny_vae
+
+
+# ---------------------------------------------------------------- VAE wrapper
+def test_tiny_vae_is_deterministic_and_scaled():
+    a, b = tiny_vae(), tiny_vae()
+    for (name, p), q in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(p, q), name
+    vae = LatentVAE(a)
+    assert (vae.downsample, vae.latent_channels, vae.scale) == (8, 4, 0.18215)
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    mean, std = vae.moments(x)
+    assert mean.shape == std.shape == (2, 4, 4, 4) and (std > 0).all()
+    z = vae.encode(x, generator=torch.Generator().manual_seed(0))
+    eps = torch.randn(mean.shape, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(z, (mean + std * eps) * SCALE)                 # DiT: sample × 0.18215
+    torch.testing.assert_close(vae.decode(z), a.decode(z / SCALE).sample)     # decode divides it back
+    assert vae.decode(z).shape == (2, 3, 32, 32)
+
+
+@pytest.mark.filterwarnings("ignore:The `local_dir_use_symlinks` argument is deprecated")
+def test_load_vae_offline_says_what_is_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run once with internet, set HF_HOME"):
+        load_vae("stabilityai/sd-vae-ft-mse", local_files_only=True, cache_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_vae(str(tmp_path / "no_such_vae"))
+    with pytest.raises(FileNotFoundError, match="no loadable AutoencoderKL"):
+        load_vae(str(tmp_path))                                                 # a folder without a VAE
+    assert load_vae("tiny").name == "tiny"
+
+
+def test_load_vae_from_a_local_folder(tmp_path):
+    tiny_vae().save_pretrained(tmp_path / "vae")
+    vae = load_vae(str(tmp_path / "vae"))
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(vae.moments(x)[0], LatentVAE(tiny_vae()).moments(x)[0])
+
+
+# ---------------------------------------------------------------- latent cache
+@pytest.fixture()
+def folder(tmp_path):
+    """10 small images, ADM naming, two classes."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "images"
+    root.mkdir()
+    for i in range(10):
+        arr = rng.integers(0, 256, size=(36 + i, 40, 3), dtype=np.uint8)
+        Image.fromarray(arr).save(root / f"{'cat' if i % 3 else 'dog'}_{i:03d}.png")
+    return root
+
+
+def _cache(folder, out, **kw):
+    args = dict(vae="tiny", image_size=32, batch_size=4, shard_size=4, workers=0, progress=False)
+    return cache_latents(folder, out, **{**args, **kw})
+
+
+def test_cache_end_to_end_then_resume(folder, tmp_path):
+    out = tmp_path / "latents"
+    assert _cache(folder, out) == {"written": [0, 1, 2], "skipped": []}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["latent_shape"] == [4, 4, 4]
+    assert [s["count"] for s in manifest["shards"]] == [4, 4, 2]
+
+    cache = LatentCache(out, sample=False)
+    assert (len(cache), cache.in_channels, cache.image_size, cache.num_classes) == (10, 4, 4, 2)
+    images = ImageFolder(folder, image_size=32, flip=False)
+    vae = LatentVAE(tiny_vae())
+    for i in (0, 5, 9):
+        mean, std = vae.moments(images[i][0][None])
+        z, label = cache[i]
+        torch.testing.assert_close(z, mean[0] * SCALE, atol=2e-3, rtol=2e-3)  # float16 storage
+        torch.testing.assert_close(cache.moments(i)[1], std[0], atol=2e-3, rtol=2e-3)
+        assert label == images[i][1]
+
+    sampled = LatentCache(out, sample=True)
+    torch.manual_seed(0)
+    draws = torch.stack([sampled[3][0] for _ in range(400)])
+    mean, std = cache.moments(3)
+    assert not torch.equal(draws[0], draws[1])
+    torch.testing.assert_close(draws.mean(0), mean * SCALE, atol=4 * SCALE * std.max() / 20, rtol=0)
+
+    # a killed run: the last shard is gone and a half-written temp file is left behind
+    before = {k: np.load(shard_paths(out, k)[0]).copy() for k in range(3)}
+    mtime0 = shard_paths(out, 0)[0].stat().st_mtime_ns
+    shard_paths(out, 2)[0].unlink()
+    (out / "shard_00001.npy.tmp").write_bytes(b"half a shard")
+    with pytest.raises(ValueError, match="shard 2 is missing"):
+        LatentCache(out)
+    assert _cache(folder, out) == {"written": [2], "skipped": [0, 1]}
+    assert not list(out.glob("*.tmp"))
+    assert shard_paths(out, 0)[0].stat().st_mtime_ns == mtime0                # untouched
+    for k in range(3):
+        np.testing.assert_array_equal(np.load(shard_paths(out, k)[0]), before[k])
+
+
+def test_cache_refuses_other_settings_and_wrong_shapes(folder, tmp_path):
+    out = tmp_path / "latents"
+    _cache(folder, out, shard_size=5)
+    with pytest.raises(ValueError, match="different image_size"):
+        _cache(folder, out, shard_size=5, image_size=64)
+    np.save(shard_paths(out, 1)[0], np.zeros((5, 2, 4, 8, 8), np.float16))  # wrong latent shape
+    with pytest.raises(ValueError, match=r"shard 1 is shape \(5, 2, 4, 8, 8\)"):
+        LatentCache(out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(dict(manifest, complete=False)))
+    with pytest.raises(ValueError, match="incomplete"):
+        LatentCache(out)
+    with pytest.raises(FileNotFoundError, match="cache-latents"):
+        LatentCache(tmp_path)
+
+
+def test_cli_cache_latents_and_make_dataset(folder, tmp_path, capsys):
+    out = tmp_path / "cli_latents"
+    argv = ["cache-latents", str(folder), str(out), "--vae", "tiny", "--image-size", "32",
+            "--shard-size", "6", "--workers", "0", "--no-progress", "--device", "cpu"]
+    assert cli.main(argv) == 0
+    assert "wrote shards [0, 1]" in capsys.readouterr().out
+    ds = make_dataset(out)
+    assert isinstance(ds, LatentCache) and len(ds) == 10 and ds[0][0].shape == (4, 4, 4)
+    assert cli.main(["cache-latents", str(tmp_path / "nope"), str(out), "--vae", "tiny", "--no-progress",
+                     "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "existing folder" in err
