@@ -1,0 +1,57 @@
+"""The race: summary arithmetic on known curves, variant parsing, and a miniature end-to-end race."""
+import json
+
+import pytest
+
+from mdt_teach.race import VARIANTS, Variant, parse_variants, run_race, summarize, with_calibrated_seconds
+
+
+def _record(name, points, per_step):
+    curve = [{"step": s, "seconds": s * per_step * 1.3, "two_eyes": e, "fd_smileys": f} for s, e, f in points]
+    rec = {"label": name, "isolates": "-", "steps": points[-1][0], "seconds": 1.0, "seconds_per_step": 0.1,
+           "curve": curve}
+    return with_calibrated_seconds(rec, per_step)
+
+
+def test_summary_speedups_at_equal_steps_and_equal_time():
+    dit = _record("dit", [(0, 0.0, 50.0), (1000, 0.1, 20.0), (2000, 0.3, 10.0)], per_step=0.1)
+    mdt = _record("mdtv2", [(0, 0.0, 50.0), (500, 0.35, 9.0), (1000, 0.6, 5.0)], per_step=0.2)
+    s = summarize({"dit": dit, "mdtv2": mdt})
+    assert s["targets"] == {"two_eyes": 0.3, "fd_smileys": 10.0}
+    row = s["models"]["mdtv2"]
+    assert row["two_eyes_reached_at_step"] == 500 and row["fd_smileys_reached_at_step"] == 500
+    assert row["two_eyes_speedup_steps"] == 4.0          # DiT needed 2000 steps, MDTv2 500
+    assert row["two_eyes_speedup_seconds"] == 2.0        # 200 s vs 100 s at the calibrated speeds
+    assert s["models"]["dit"]["two_eyes_speedup_steps"] == 1.0
+
+
+def test_a_model_that_never_reaches_the_target_has_no_speedup():
+    dit = _record("dit", [(0, 0.0, 50.0), (100, 0.5, 5.0)], per_step=0.1)
+    slow = _record("mdt", [(0, 0.0, 50.0), (100, 0.2, 8.0)], per_step=0.2)
+    row = summarize({"dit": dit, "mdt": slow})["models"]["mdt"]
+    assert row["two_eyes_reached_at_step"] is None and row["two_eyes_speedup_steps"] is None
+
+
+def test_variants_cover_the_recipes_and_ablations():
+    assert list(VARIANTS) == ["dit", "mdt", "mdtv2", "mdtv2_mask0", "mdtv2_adamw", "dit_minsnr"]
+    assert parse_variants("dit,mdtv2")[1].model == "MDTv2-T/4"
+    with pytest.raises(ValueError, match="unknown race variant"):
+        parse_variants("dit,gpt")
+
+
+@pytest.mark.slow
+def test_miniature_race_end_to_end(tmp_path):
+    small = {"model_args": {"depth": 2, "hidden_size": 32, "num_heads": 2}}
+    variants = [Variant("dit", "DiT-T/4", "DiT", "baseline", small),
+                Variant("mdtv2", "MDTv2-T/4", "MDTv2", "all", small)]
+    out = tmp_path / "race"
+    summary = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs")
+    assert set(summary["models"]) == {"dit", "mdtv2"}
+    rec = json.loads((out / "mdtv2.json").read_text())
+    steps = [p["step"] for p in rec["curve"]]
+    assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == rec["steps"] >= 4
+    assert {"two_eyes", "fd_smileys", "funnel_face_found", "cal_seconds"} <= set(rec["curve"][-1])
+    assert list((out / "mdtv2").glob("step_*.png"))
+    # resumable: a second call reuses the finished variants and the calibration
+    again = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs")
+    assert again["models"]["mdtv2"]["steps"] == summary["models"]["mdtv2"]["steps"]
