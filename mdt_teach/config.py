@@ -89,7 +89,8 @@ def decide(profile: str | None, caps: Capabilities, seed: int = 0, env: dict | N
         dtype, scaler = "bfloat16", False
     else:  # e.g. a Colab T4: fp16 autocast needs loss scaling
         dtype, scaler = "float16", True
-    threads = max(1, min(caps.cpu_count, 8))
+    env = os.environ if env is None else env
+    threads = int(env.get("MDT_THREADS") or max(1, min(caps.cpu_count, 8)))  # MDT_THREADS: a busy machine
     sizes = _SIZES[name]
     banner = (f"mdt_teach · profile {name} · device {device}"
               f"{'' if device == 'cpu' else ' (' + caps.device_name + ')'} · dtype {dtype}"

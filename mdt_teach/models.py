@@ -465,7 +465,7 @@ def count_params(model: nn.Module, inference: bool = False, trainable: bool = Fa
 
 
 @contextlib.contextmanager
-def _fixed_ratio(model: nn.Module, mask_ratio: float | None):
+def fixed_mask_ratio(model: nn.Module, mask_ratio: float | None):
     """Temporarily fix an MDT's mask ratio (jitter 0) so a masked pass has a known K."""
     if mask_ratio is None or not getattr(model, "is_mdt", False):
         yield
@@ -493,6 +493,6 @@ def count_flops(model: DiffusionTransformer, batch_size: int = 1, enable_mask: b
     if device.type == "meta" and enable_mask and mask_ratio is None and getattr(model, "mask_ratio_jitter", 0):
         raise ValueError("a masked pass on the meta device needs a fixed ratio; pass mask_ratio=0.3 (for example)")
     counter = FlopCounterMode(display=False)
-    with _fixed_ratio(model, mask_ratio), counter, torch.no_grad():
+    with fixed_mask_ratio(model, mask_ratio), counter, torch.no_grad():
         model(x, t, y, enable_mask=enable_mask)
     return int(counter.get_total_flops())

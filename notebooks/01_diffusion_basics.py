@@ -88,6 +88,7 @@ plt.show()
 # %%
 snr = alpha_bar / (1 - alpha_bar)
 t_half = int(np.argmin(np.abs(snr - 1)))
+assert snr[t_half - 1] > 1 > snr[t_half + 1]  # SNR falls monotonically through 1
 print(f"SNR(0) = {snr[0]:.0f}, SNR(999) = {snr[999]:.1e}, SNR crosses 1 at t ≈ {t_half}")
 
 # %% [markdown]

@@ -72,3 +72,8 @@ def test_only_config_touches_cuda():
     offenders = [p.name for p in pkg.rglob("*.py")
                  if p.name != "config.py" and "torch.cuda.is_available" in p.read_text()]
     assert offenders == []
+
+
+def test_threads_override_for_a_busy_machine():
+    assert decide(None, CPU, env={"MDT_THREADS": "1"}).threads == 1
+    assert decide(None, Capabilities(cpu_count=64), env={}).threads == 8

@@ -24,6 +24,10 @@ Render = Callable[..., "matplotlib.figure.Figure"]
 
 def figure_to_array(fig) -> np.ndarray:
     """Rasterise a figure to an (H, W, 3) uint8 array (used by static grids and widget tests)."""
+    if not hasattr(fig.canvas, "buffer_rgba"):  # a closed figure falls back to a base canvas
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        FigureCanvasAgg(fig)
     fig.canvas.draw()
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
 

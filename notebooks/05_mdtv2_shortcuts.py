@@ -1,0 +1,285 @@
+# %% [markdown]
+# # 05 · MDTv2: long and dense shortcuts
+# *A U-Net inside the encoder, the noisy input fed to every decoder block — and what that costs.*
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/mdt-teach/mdt-teach/blob/main/notebooks/05_mdtv2_shortcuts.ipynb)
+
+# %%
+# Colab only: fetch the course at this notebook's git ref and install it (does nothing elsewhere).
+import subprocess
+import sys
+
+if "google.colab" in sys.modules:
+    REPO, REF = "https://github.com/mdt-teach/mdt-teach", "main"
+    subprocess.run(["git", "clone", "--depth", "1", "--branch", REF, REPO, "/content/mdt-teach"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "/content/mdt-teach"], check=True)
+    sys.path.insert(0, "/content/mdt-teach")
+
+# %%
+import mdt_teach
+
+cfg = mdt_teach.setup()
+
+# %% [markdown]
+# ## What you'll learn
+# MDTv2 keeps MDT's masked second pass and side-interpolater (lesson 04) but rewires the blocks:
+# - the encoder becomes a small **U-Net**: `en_inblocks` push their outputs on a stack, `en_outblocks`
+#   pop them (last in, first out) and fuse them with a **long skip** `skip_linear(concat[h, skip])`;
+# - every decoder block fuses the encoder's input tokens h0 through a **dense input shortcut**
+#   `skip_linear(concat[h, h0])`.
+#
+# The second change has a consequence the paper does not spell out: in the masked pass, the v2 decoder
+# still *sees* the hidden tokens. We measure it. Finally a table of parameters and FLOPs for DiT, MDT
+# and MDTv2 at every size, counted by the library.
+#
+# Paper: MDTv2 (the revised arXiv version of the MDT paper), its improved macro-network; code: the
+# `MDTv2` class on the official repository's `main` branch.
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from mdt_teach.data import smileys_batch
+from mdt_teach.diffusion import GaussianDiffusion
+from mdt_teach.masking import draw_mask_ratio, random_masking
+from mdt_teach.models import build_model, count_flops, count_params
+from mdt_teach.viz.reconstruction import masked_forward
+
+
+def randomize(model, std=0.05, seed=0):
+    """Add noise to every weight, so the zero-initialised gates open and the blocks do something."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * std)
+    return model.eval()
+
+
+v2 = randomize(build_model("MDTv2-T/4"))          # depth 6, decode_layer 2 → 2 in + 2 out + 2 decoder blocks
+diffusion = GaussianDiffusion()
+x0, y = smileys_batch(4, seed=5)
+t = torch.tensor([50, 300, 600, 900])
+x_t = diffusion.q_sample(x0, t, torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)))
+print("blocks: in", len(v2.en_inblocks), "| out", len(v2.en_outblocks), "| decoder", len(v2.de_blocks),
+      "| side", len(v2.sideblocks))
+
+# %% [markdown]
+# ## 1 · Long skips: a LIFO stack
+# With half = (depth − decode_layer) / 2, in-block i pushes its output; out-block j pops, so it pairs with
+# in-block half − 1 − j. The first out-block pops the output of the **last** in-block — which is also
+# its own input, so it concatenates h with itself. Each skip block fuses first, then runs as usual:
+#
+# $$h \leftarrow W_{\text{skip}}\,[h;\ s] + b = W_h h + W_s s + b,\qquad
+# h \leftarrow \mathrm{Block}(h, c)$$
+#
+# ## 2 · The dense input shortcut
+# After the hand-off (side-interpolater in the masked pass, `+ decoder_pos_embed` otherwise) every
+# decoder block fuses the **same** h0 = PatchEmbed(x_t) + pos_embed — the full, unmasked token sequence.
+
+# %%
+def my_v2_forward(model, x_t, t, y, generator=None):
+    """MDTv2: in-blocks push, out-blocks pop (long skips), hand-off, decoder fuses h0 every block."""
+    h0 = model.x_embedder(x_t) + model.pos_embed                          # (B, N, D)
+    c = model.t_embedder(t) + model.y_embedder(y, train=False)            # (B, D)
+    h, ids_keep = h0, None
+    if generator is not None:                                             # the masked pass
+        ratio = draw_mask_ratio(model.mask_ratio, model.mask_ratio_jitter, "cpu", generator)
+        h, mask, ids_restore, ids_keep = random_masking(h0, ratio, generator)  # (B, K, D)
+    stack = []
+    for block in model.en_inblocks:
+        h = block(h, c, ids_keep=ids_keep)
+        stack.append(h)
+    pairs = []
+    for j, block in enumerate(model.en_outblocks):
+        skip = stack.pop()                                                # last in, first out
+        pairs.append(skip is h)                                           # True only for j = 0
+        h = block(h, c, skip=skip, ids_keep=ids_keep)                     # long U-Net skip
+    if ids_keep is None:
+        h = h + model.decoder_pos_embed                                   # (B, N, D)
+    else:
+        h = model.forward_side_interpolater(h, c, mask, ids_restore)      # (B, N, D), lesson 04
+    for block in model.de_blocks:
+        h = block(h, c, skip=h0)                                          # dense input shortcut
+    return model.head(h, c), pairs
+
+
+with torch.no_grad():
+    mine, pairs = my_v2_forward(v2, x_t, t, y)
+    torch.testing.assert_close(mine, v2(x_t, t, y), atol=1e-5, rtol=1e-5)
+    mine_masked, _ = my_v2_forward(v2, x_t, t, y, torch.Generator().manual_seed(7))
+    lib_masked = v2(x_t, t, y, enable_mask=True, generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(mine_masked, lib_masked, atol=1e-5, rtol=1e-5)
+assert pairs == [True, False]                     # out-block 0 fuses the last in-block's output with itself
+
+# skip_linear by hand: one matrix on the concatenation = two matrices on the parts.
+blk = v2.de_blocks[0]
+h_dec, h0 = torch.randn(4, 64, 128), v2.x_embedder(x_t) + v2.pos_embed
+W = blk.skip_linear.weight                                                # (D, 2D)
+torch.testing.assert_close(blk.skip_linear(torch.cat([h_dec, h0], -1)),
+                           h_dec @ W[:, :128].T + h0 @ W[:, 128:].T + blk.skip_linear.bias, atol=1e-5, rtol=1e-5)
+
+# %% [markdown]
+# > **What the official code actually does.** The out-blocks pop the stack in LIFO order, so the
+# > first out-block's skip is the tensor it already receives — the paper's U-Net equation has the same
+# > self-pairing at the middle. The concatenation order is [h, skip], and `skip_linear` is
+# > Xavier-initialised (not zero, not identity), so unlike the adaLN-Zero blocks a skip block is *not*
+# > the identity at step 0. With an odd depth − decode_layer the official code silently drops one
+# > encoder block; the library refuses to build it:
+
+# %%
+try:
+    build_model("MDTv2-S/2", decode_layer=3)
+except ValueError as err:
+    print("ValueError:", err)
+
+# %% [markdown]
+# ## 3 · Does the decoder see the hidden tokens?
+# Take the masked pass, change the pixels of one **hidden** patch, and measure how much the output at
+# that patch moves. In MDT v1 the hidden token is dropped before the first block and nothing downstream
+# ever reads it, so the answer must be exactly 0. In MDTv2 the dense shortcut hands h0 — all tokens,
+# hidden ones included — to every decoder block.
+
+# %%
+v1 = randomize(build_model("MDT-T/4"))
+p, G = 4, 8
+
+
+def change_at_patch(model, token_kind, seed=3):
+    """Max |Δ output| at one patch of image 0 after adding 1 to its pixels, in the seeded masked pass."""
+    out, mask = masked_forward(model, x_t, t, y, seed=seed)
+    n = int((mask[0] == (1 if token_kind == "hidden" else 0)).nonzero()[0])  # first such token
+    r, q = divmod(n, G)
+    rows, cols = slice(r * p, (r + 1) * p), slice(q * p, (q + 1) * p)
+    x_pert = x_t.clone()
+    x_pert[0, :, rows, cols] += 1.0
+    out_pert, mask_pert = masked_forward(model, x_pert, t, y, seed=seed)
+    assert torch.equal(mask_pert, mask)                                   # same seed, same mask
+    return float((out_pert - out)[0, :, rows, cols].abs().max())
+
+
+change = {(name, kind): change_at_patch(model, kind)
+          for name, model in (("MDT v1", v1), ("MDTv2", v2)) for kind in ("hidden", "kept")}
+assert change[("MDT v1", "hidden")] == 0.0                                # v1: masked content never arrives
+assert change[("MDTv2", "hidden")] > 0 and change[("MDT v1", "kept")] > 0 and change[("MDTv2", "kept")] > 0
+for (name, kind), value in change.items():
+    print(f"{name:7s} perturb a {kind:6s} patch → output there moves by {'exactly 0' if value == 0 else 'more than 0'}")
+
+# %% [markdown]
+# > **What the official code actually does.** The MDTv2 paper describes masking as hiding tokens from
+# > the network; in the code, masking hides them **only from the encoder**. The dense shortcut gives
+# > every decoder block concat[h, h0] with h0 the full noisy input (with `pos_embed`, not
+# > `decoder_pos_embed`), so the masked pass of v2 is an easier task than v1's: the decoder can read
+# > the noisy hidden patches, and the encoder's context only has to help. The paper writes the decoder
+# > input as B̂ ⊕ u with u the full token set, which agrees with the code.
+
+# %% [markdown]
+# ## 4 · Parameters and FLOPs at every size
+# All counts below come from the library: models are built on PyTorch's `meta` device (shapes, no
+# memory, no arithmetic), `count_params` sums `parameters()`, and `count_flops` runs one forward pass of
+# a 256 × 256 image's latents (4 × 32 × 32, 2 × 2 patches → 256 tokens) under torch's FLOP counter.
+# GFLOPs here are multiply-accumulates (FLOPs / 2), the unit of the DiT and MDT papers. "Inference"
+# parameters leave out the side block and mask token, which sampling never uses.
+
+# %%
+def size_table(families=("DiT", "MDT", "MDTv2"), sizes=("S", "B", "L", "XL")):
+    """{name: (total params, inference params, GFLOPs of one unmasked forward)} counted on the meta device."""
+    rows = {}
+    for family in families:
+        for size in sizes:
+            name = f"{family}-{size}/2"
+            with torch.device("meta"):
+                model = build_model(name)
+            rows[name] = (count_params(model), count_params(model, inference=True), count_flops(model) / 2e9)
+    return rows
+
+
+table = size_table()
+with torch.device("meta"):
+    masked_gflops = {name: count_flops(build_model(name), enable_mask=True, mask_ratio=0.3) / 2e9
+                     for name in ("MDT-XL/2", "MDTv2-XL/2")}
+
+# %% [markdown]
+# Check against the official numbers (reference spec §1.16, counted by instantiating the official
+# classes) and against the closed form for MDTv2: with h = (depth − dl)/2 and H heads,
+#
+# $$P_{\text{v2}} = (2h + dl + 1)(18D^2 + 15D + 964H) + (h + dl)(2D^2 + D) + 512D + D + 17D
+#  + (D^2 + 258D) + 1001D + (2D^2 + 34D + 32)$$
+
+# %%
+def mdtv2_params(depth, D, H, dl):
+    """Closed form of the MDTv2 parameter count (C = 4, p = 2, learn_sigma, 1000 classes, G = 16)."""
+    h = (depth - dl) // 2
+    return ((2 * h + dl + 1) * (18 * D**2 + 15 * D + 964 * H) + (h + dl) * (2 * D**2 + D) + 512 * D + D + 17 * D
+            + (D**2 + 258 * D) + 1001 * D + (2 * D**2 + 34 * D + 32))
+
+
+assert table["DiT-XL/2"][0] == 675_129_632
+assert table["MDT-XL/2"][:2] == (699_778_144, 675_856_416)
+assert table["MDTv2-XL/2"][:2] == (742_263_904, 718_342_176) == (mdtv2_params(28, 1152, 16, 4), 718_342_176)
+assert table["MDTv2-S/2"][0] == 38_454_872 == mdtv2_params(12, 384, 6, 6)
+assert [round(table[n][2], 2) for n in ("DiT-S/2", "DiT-B/2", "DiT-L/2", "DiT-XL/2")] == [6.06, 23.01, 80.70, 118.62]
+assert round(table["MDT-XL/2"][2], 2) == 118.62 and round(table["MDTv2-XL/2"][2], 2) == 129.49
+assert round(masked_gflops["MDT-XL/2"], 2) == 88.97 and round(masked_gflops["MDTv2-XL/2"], 2) == 99.99
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"{'model':12s} {'params':>13s} {'inference':>13s} {'GFLOPs':>8s}")
+for name, (total, inference, gflops) in table.items():
+    print(f"{name:12s} {total:13,d} {inference:13,d} {gflops:8.2f}")
+print()
+for name, gflops in masked_gflops.items():
+    full = table[name][2]
+    print(f"{name}: masked pass (r = 0.3) {gflops:.2f} GFLOPs; one training step (both passes) = "
+          f"{(full + gflops) / table['DiT-XL/2'][2]:.2f}× a DiT-XL/2 step")
+print("v1 hidden-patch change is exactly 0:", change[("MDT v1", "hidden")] == 0.0,
+      "| v2 hidden-patch change > 0:", change[("MDTv2", "hidden")] > 0)
+
+# %%
+# Parameters against compute, one point per model.
+fig, ax = plt.subplots(figsize=(5, 3.2))
+for family, marker in (("DiT", "o"), ("MDT", "s"), ("MDTv2", "^")):
+    names = [n for n in table if n.startswith(family + "-")]
+    ax.plot([table[n][1] / 1e6 for n in names], [table[n][2] for n in names], marker=marker, label=family)
+ax.set_xlabel("inference parameters (M)")
+ax.set_ylabel("GFLOPs per forward")
+ax.set_xscale("log")
+ax.set_yscale("log")
+ax.legend()
+plt.show()
+
+# %% [markdown]
+# > **What the official code actually does.** Tables elsewhere quote MDTv2-XL/2 at 676M parameters and
+# > 119 GFLOPs — MDT v1's numbers. The v2 code with decode_layer 4 has 718.3M inference parameters
+# > (742.3M in the checkpoint, side block and mask token included) and 129.5 GFLOPs: the 16 skip
+# > projections add 2D² each and the 4-block decoder always runs on all 256 tokens. Also remember that
+# > an MDT **training step** runs two forward passes, about 1.75× (v1) to 1.9× (v2) the FLOPs of a DiT
+# > step: speed-ups measured "per step" are not speed-ups per FLOP.
+
+# %% [markdown]
+# ## Summary
+# - MDTv2's encoder is a U-Net: in-blocks push, out-blocks pop (LIFO); out-block j pairs with in-block
+#   half − 1 − j, and the first out-block fuses its input with itself. Fusion = `skip_linear([h, skip])`.
+# - Every decoder block fuses concat[h, h0] with h0 the full noisy token sequence: masking hides tokens
+#   from the encoder only. Perturbing a hidden patch moves v1's output by exactly 0 and v2's by more.
+# - At XL/2: DiT 675.1M / 118.6 GFLOPs, MDT 675.9M (inference) / 118.6, MDTv2 718.3M / 129.5; an MDT
+#   training step costs ~1.75–1.9× a DiT step.
+#
+# ## Exercises
+# 1. Which in-block does each out-block of MDTv2-XL/2 (12 in, 12 out) pair with? Print the pairs.
+# 2. Replace `skip=h0` in the decoder of `my_v2_forward` by `skip=h`. Is the hidden-patch change now 0?
+# 3. Use the closed form to find how many parameters the long skips and the dense shortcuts add to
+#    MDTv2-XL/2 separately.
+# 4. Compute the masked-pass GFLOPs of MDTv2-XL/2 at the other end of its ratio range (r = 0.5).
+
+# %% [markdown]
+# <details><summary>Solutions</summary>
+#
+# 1. `[(j, 11 - j) for j in range(12)]`: out-block 0 ↔ in-block 11 (itself), …, out-block 11 ↔ in-block 0.
+# 2. Yes — then no block after the masking reads h0, exactly as in v1 (check with a copy of
+#    `change_at_patch` that calls your function instead of `masked_forward`).
+# 3. Each skip block adds 2D² + D = 2,655,360 parameters at D = 1152: 12 long skips ≈ 31.9M and
+#    4 dense shortcuts ≈ 10.6M.
+# 4. `count_flops(build_model("MDTv2-XL/2"), enable_mask=True, mask_ratio=0.5) / 2e9` on the meta
+#    device ≈ 78 GFLOPs (K = 128).
+#
+# </details>
