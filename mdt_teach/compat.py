@@ -157,7 +157,12 @@ def _mdt_settings(state: dict, cfg: ModelConfig, counts: dict, decode_layer: int
         cfg.decode_layer = OFFICIAL_V1_DECODE_LAYER if decode_layer is None else int(decode_layer)
         notes.append(f"decode_layer = {cfg.decode_layer}: v1 checkpoints do not store it "
                      f"({'given' if decode_layer is not None else 'official default'})")
-    trained = bool(_require(state, "mask_token").abs().sum() > 0)
+    token = _require(state, "mask_token")
+    if token.is_meta:  # a layout without values (a dry run): nothing says whether it masked
+        cfg.mask_ratio = None
+        notes.append("mask_ratio = None: the mask token has no values (meta tensors)")
+        return
+    trained = bool(token.abs().sum() > 0)
     cfg.mask_ratio = OFFICIAL_MASK_RATIO if trained else None
     notes.append(f"mask_ratio = {cfg.mask_ratio}: not stored; "
                  f"{'the mask token is non-zero, so the official 0.3' if trained else 'the mask token is zero'}")

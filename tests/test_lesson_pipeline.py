@@ -42,6 +42,11 @@ def test_each_lesson_follows_the_template():
         assert "## Summary" in text and "## Exercises" in text, src.name
 
 
+def test_readme_lists_every_lesson_with_its_badge():
+    readme = (ROOT / "README.md").read_text()
+    assert pipeline.readme_table() in readme, "run `python tools/notebooks.py badges`"
+
+
 def test_editing_a_source_without_rebuilding_is_caught(tmp_path, monkeypatch):
     """The check fails when a lesson's .py changes and its .ipynb is not regenerated."""
     copy = tmp_path / "notebooks"

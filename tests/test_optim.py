@@ -50,14 +50,6 @@ STATE_A = dict(exp_avg=[0.000827, -0.002909, 0.008535], exp_avg_sq=[0.007976, 0.
 TOL6 = dict(rtol=0, atol=6e-7)  # the tables are rounded to 6 decimals
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def f64(values):
     return torch.tensor(values, dtype=torch.float64)

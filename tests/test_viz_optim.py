@@ -12,14 +12,6 @@ from mdt_teach.viz import optim as vo  # noqa: E402
 from mdt_teach.viz.core import FigureWidget, figure_to_array  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """2-element tensors: intra-op threads only add contention on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _grad_at_start(landscape):
     land = vo.LANDSCAPES[landscape]

@@ -2,6 +2,8 @@
 
     python tools/make_lesson_checkpoint.py --steps 600          # a fixed number of optimizer steps
     python tools/make_lesson_checkpoint.py --minutes 10         # or a wall-clock budget
+    python tools/make_lesson_checkpoint.py --from-checkpoint runs/NAME/ckpt/ckpt_0001000.pt \
+        --out data/lesson09_mdtv2_tiny.pt                        # or the EMA of a finished run
 
 It runs the project's Trainer (the same dual-pass MDT loop as `mdt-teach train`) on smileys, then saves
 the EMA weights in float16 with the model config (4.4 MiB for MDT-T/4), through
@@ -28,9 +30,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the profile's)")
     parser.add_argument("--out", default=str(ROOT / "data" / "lesson04_mdt_tiny.pt"))
+    parser.add_argument("--from-checkpoint", default=None,
+                        help="take the EMA weights of this ckpt_*.pt of a finished run instead of training")
     args = parser.parse_args(argv)
-    if args.steps is None and args.minutes is None:
-        parser.error("give --steps or --minutes (e.g. --minutes 10)")
+    if args.steps is None and args.minutes is None and args.from_checkpoint is None:
+        parser.error("give --steps, --minutes (e.g. --minutes 10) or --from-checkpoint")
     return args
 
 
@@ -50,17 +54,35 @@ def train(args: argparse.Namespace):
         return trainer.ema.model.cpu().eval(), trainer.step, time.time() - started, trainer.cfg
 
 
+def from_checkpoint(path: Path):
+    """(EMA model, info, training seconds) of a run's checkpoint written by the Trainer."""
+    from mdt_teach.sample_cli import load_model
+    from mdt_teach.train import load_checkpoint
+
+    state = load_checkpoint(path)
+    model, _ = load_model(path, use_ema=True)
+    cfg = state["config"]
+    info = {"model": cfg["model"], "steps": int(state["step"]), "batch_size": cfg["batch_size"], "seed": cfg["seed"],
+            "weights": "EMA", "source": f"{path.parent.parent.name}/{path.name}",
+            "recipe": {k: cfg[k] for k in ("opt", "lr", "weighting", "ema_decay")}}
+    return model, info, float(state.get("elapsed", 0.0))
+
+
 def main(argv=None) -> int:
     from dataclasses import asdict
 
     from mdt_teach.viz.reconstruction import save_lesson_checkpoint
 
     args = parse_args(argv)
-    model, steps, seconds, cfg = train(args)
+    if args.from_checkpoint:
+        model, info, seconds = from_checkpoint(Path(args.from_checkpoint))
+        steps = info["steps"]
+    else:
+        model, steps, seconds, cfg = train(args)
+        info = {"model": args.model, "steps": steps, "batch_size": args.batch_size, "seed": args.seed,
+                "weights": "EMA", "recipe": {k: asdict(cfg)[k] for k in ("opt", "lr", "weighting", "ema_decay")}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = {"model": args.model, "steps": steps, "batch_size": args.batch_size, "seed": args.seed,
-            "weights": "EMA", "recipe": {k: asdict(cfg)[k] for k in ("opt", "lr", "weighting", "ema_decay")}}
     save_lesson_checkpoint(model, out, info)
     size = out.stat().st_size
     print(f"wrote {out} ({size / 2**20:.2f} MiB) after {steps} steps in {seconds / 60:.1f} min")

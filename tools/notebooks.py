@@ -5,7 +5,7 @@
     python tools/notebooks.py refresh [NN ..]  execute (tiny profile, MDT_STATIC=1) and store reference
                                                outputs on `# NBVAL_CHECK_OUTPUT` cells only
     python tools/notebooks.py badges           rewrite every lesson's Colab badge and clone line from
-                                               pyproject's [project.urls]
+                                               pyproject's [project.urls], and the README lesson table
 
 The committed .ipynb keeps outputs only on output-checked cells (text only): no images, no widget
 state, no kernelspec; execution counts only on checked cells (their position). `refresh` is the only way reference outputs change.
@@ -135,14 +135,32 @@ _BADGE_RE = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\([^)]*\)")
 _CLONE_RE = re.compile(r'REPO, REF = "[^"]*", "[^"]*"')
 
 
+def lesson_title(src: Path) -> str:
+    """The lesson's title: its first line `# # NN · Title`, without the number."""
+    first = next(line for line in src.read_text().splitlines() if line.startswith("# # "))
+    return first.split("·", 1)[1].strip()
+
+
+def readme_table() -> str:
+    """The README's lesson table: number, title and Colab badge of every lesson."""
+    rows = ["| # | lesson | Colab |", "|---|---|---|"]
+    rows += [f"| {src.name[:2]} | {lesson_title(src)} | {colab_badge(src.stem)} |" for src in lesson_sources()]
+    return "\n".join(rows)
+
+
+_TABLE_RE = re.compile(r"<!-- lessons -->\n(?:.*?\n)?<!-- /lessons -->", re.S)
+
+
 def badges() -> None:
-    """Rewrite each lesson's Colab badge and clone line from pyproject's [project.urls]."""
+    """Rewrite each lesson's Colab badge and clone line, and the README table, from [project.urls]."""
     url, ref = repo_url_and_ref()
     for src in lesson_sources():
         text = src.read_text()
         text = _BADGE_RE.sub(colab_badge(src.stem), text)
         text = _CLONE_RE.sub(f'REPO, REF = "{url}", "{ref}"', text)
         src.write_text(text)
+    readme = ROOT / "README.md"
+    readme.write_text(_TABLE_RE.sub(f"<!-- lessons -->\n{readme_table()}\n<!-- /lessons -->", readme.read_text()))
 
 
 def main(argv=None) -> int:
