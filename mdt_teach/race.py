@@ -58,7 +58,7 @@ def write_json(path: Path, obj) -> None:
 class Evaluator:
     """The trainer hook: every `every` steps, score `n` EMA samples (fixed noise) with the clock paused."""
 
-    def __init__(self, folder: Path, every: int, n: int, grid: int = 8, sample_steps: str = "100"):
+    def __init__(self, folder: Path, every: int, n: int, grid: int = 8, sample_steps: str = "ddim25"):
         self.folder, self.every, self.n, self.grid, self.sample_steps = folder, every, n, grid, sample_steps
         self.curve: list[dict] = []
         self.partial: Path | None = None  # where the curve so far is kept, for a resumed race
@@ -74,10 +74,12 @@ class Evaluator:
 
         if self.curve and self.curve[-1]["step"] == trainer.step:
             return self.curve[-1]
+        seconds = round(trainer.elapsed(), 2) if trainer.step else 0.0  # training time, before this eval
         with trainer.paused():
+            method = "ddim" if self.sample_steps.startswith("ddim") else "ddpm"
             images, labels = generate(trainer.ema.model, self.n, diffusion=trainer.diffusion,
-                                      steps=self.sample_steps, seed=12345)
-            point = {"step": trainer.step, "seconds": round(trainer.elapsed(), 2),
+                                      steps=self.sample_steps, method=method, seed=12345)
+            point = {"step": trainer.step, "seconds": seconds,
                      **{k: round(v, 5) for k, v in score_smileys(images, labels).items()}}
             if self.grid:
                 save_grid(images[: self.grid], self.folder / f"step_{trainer.step:06d}.png", nrow=self.grid)
@@ -114,13 +116,13 @@ def calibrate(variants: list[Variant], work: Path, seed: int, batch_size: int, r
 
 
 def run_variant(v: Variant, out: Path, work: Path, steps: int, seed: int, batch_size: int,
-                every: int, n: int) -> dict:
+                every: int, n: int, sample_steps: str = "ddim25") -> dict:
     """Train one variant for `steps` steps, evaluating every `every` steps; resumes an interrupted run."""
     from .train import list_checkpoints
 
     folder = out / v.name
     folder.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(folder, every, n)
+    evaluator = Evaluator(folder, every, n, sample_steps=sample_steps)
     partial = folder / "curve_partial.json"
     resume = partial.exists() and bool(list_checkpoints(work / v.name / "ckpt"))
     trainer = make_trainer(v, work, seed, batch_size, steps=steps, resume=resume)
@@ -184,7 +186,7 @@ def summarize(records: dict[str, dict], baseline: str = "dit") -> dict:
 
 def run_race(out: Path, budget: float, seed: int = 0, variants: list[Variant] | None = None,
              batch_size: int = 32, every: int = 250, n: int = 512, work: Path = Path("runs/race"),
-             label: str = "cpu") -> dict:
+             label: str = "cpu", sample_steps: str = "ddim25") -> dict:
     """Run every variant not already finished in `out` (resumable), then write summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     variants = variants or list(VARIANTS.values())
@@ -205,12 +207,12 @@ def run_race(out: Path, budget: float, seed: int = 0, variants: list[Variant] | 
         steps = max(every, int(60 * budget / per_step[v.name]))  # equal wall-clock at the calibrated speed
         print(f"race: {v.label} ({v.model}) — isolates {v.isolates}; {steps} steps "
               f"= {budget:g} min at {per_step[v.name]:.3f} s/step", flush=True)
-        records[v.name] = run_variant(v, out, work, steps, seed, batch_size, every, n)
+        records[v.name] = run_variant(v, out, work, steps, seed, batch_size, every, n, sample_steps)
     for name, rec in records.items():
         write_json(out / f"{name}.json", with_calibrated_seconds(rec, per_step[name]))
     summary = summarize(records) if "dit" in records else {"models": {}}
     summary.update(label=label, budget_minutes=budget, seed=seed, batch_size=batch_size, eval_every=every,
-                   eval_samples=n, threads=_threads(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+                   eval_samples=n, sampler=sample_steps, threads=_threads(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     write_json(out / "summary.json", summary)
     print(format_table(summary), flush=True)
     return summary
@@ -263,6 +265,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-every", type=int, default=250, help="evaluate every N steps (default 250)")
     parser.add_argument("--eval-samples", type=int, default=512, help="samples per evaluation (default 512)")
     parser.add_argument("--label", default="cpu", help="what ran it, stored in summary.json (cpu / gpu)")
+    parser.add_argument("--sample-steps", default="ddim25",
+                        help="the fixed evaluation sampler: ddimK (deterministic) or K DDPM steps (default ddim25)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -271,5 +275,5 @@ def run(args: argparse.Namespace) -> int:
     if args.budget <= 0 or args.eval_every <= 0 or args.eval_samples <= 0:
         raise ValueError("--budget, --eval-every and --eval-samples must be positive")
     run_race(Path(args.out), args.budget, args.seed, variants, args.batch_size, args.eval_every,
-             args.eval_samples, label=args.label)
+             args.eval_samples, label=args.label, sample_steps=args.sample_steps)
     return 0

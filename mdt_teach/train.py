@@ -40,7 +40,7 @@ CKPT_PREFIX = "ckpt_"
 FORMAT = "mdt_teach.train/1"
 RESUME_KEEPS = ("steps", "minutes", "ckpt_every", "keep", "sample_every", "eval_every", "eval_samples",
                 "grid_samples", "progress", "num_workers", "threads", "compile", "out", "resume")
-MAIN_JOB_MINUTES = 8.5   # training budget of `mdt-teach train` without --steps; final eval + grid fit in 10 min
+MAIN_JOB_MINUTES = 8.3   # training budget of `mdt-teach train` without --steps; final eval + grid fit in 10 min
 DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16",
                "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 RESUME_OVERRIDES = ("lr", "max_grad_norm")   # may change on resume when given (e.g. after a NaN)

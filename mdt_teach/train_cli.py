@@ -9,7 +9,7 @@ runs/<name>/
   loss_curve.png     the loss (and its moving average) against the step
   summary.json       steps, wall time, the final scores
 
-With no arguments it is the main job: MDTv2-T/4 on smileys in the tiny profile, 8.5 minutes of training
+With no arguments it is the main job: MDTv2-T/4 on smileys in the tiny profile, 8.3 minutes of training
 plus the final grid and evaluation (≤ 10 minutes on 2 cores).
 """
 from __future__ import annotations

@@ -200,9 +200,10 @@ print("dry run: steps", steps_logged, "| checkpoints", len(checkpoints))
 # <details><summary>Solutions</summary>
 #
 # 1. `print(format_plan(memory_plan("MDTv2-XL/2", gpus=32, global_batch=256, opt="adan")))`: weights,
-#    gradients, EMA and 11.9 GB of Adan state come to about 21 GB before activations, at a micro-batch
-#    of 8 it fits on 40 GB.
-# 2. 256 / (8 × 2) = 16 images per micro-batch; the activation term halves, the rest stays.
+#    gradients and EMA (2.97 GB each), 11.9 GB of Adan state and about 8 GB of bf16 activations at a
+#    micro-batch of 8: about 29 GB, so it fits on 40 GB cards.
+# 2. 256 / (8 × 2) = 16 images per micro-batch: the activation estimate falls from about 27 GB to about
+#    14.5 GB; everything else stays.
 # 3. Every shard of the global batch draws its random numbers from (seed, step, shard), so 2 processes
 #    × 1 shard and 1 process × 2 shards compute the same gradients (the DDP test checks it to 1e-6).
 #
