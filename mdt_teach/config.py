@@ -124,3 +124,20 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False,
 def static_mode() -> bool:
     """True when widgets should fall back to static figures (MDT_STATIC=1, e.g. under nbval)."""
     return os.environ.get("MDT_STATIC", "0") not in ("", "0", "false", "False")
+
+
+def capture_rng() -> dict:
+    """This process's python, numpy, torch CPU and CUDA RNG states."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    """Put back the states saved by `capture_rng`."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

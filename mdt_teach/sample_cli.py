@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from .config import setup
+
 
 def load_model(path, use_ema: bool = True, device="cpu", decode_layer: int | None = None):
     """(model in eval mode, one-line description) from our ckpt_*.pt or an official checkpoint."""
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     space_timesteps(1000, args.steps)  # a bad --steps fails before the model is loaded
     labels = _labels(args.labels, args.n)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = setup(quiet=True).device  # the profile decides (config is the only module that asks CUDA)
     model, info = load_model(args.ckpt, use_ema=not args.no_ema, device=device, decode_layer=args.decode_layer)
     if labels is not None and int(labels.max()) >= model.num_classes:
         raise ValueError(f"--labels go up to {int(labels.max())} but the model has {model.num_classes} classes")

@@ -24,7 +24,6 @@ import copy
 import json
 import math
 import os
-import random
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import torch
 import torch.distributed as torch_dist
 
-from .config import RunConfig, seed_everything, setup
+from .config import RunConfig, capture_rng, restore_rng, seed_everything, setup
 from .diffusion import GaussianDiffusion, training_loss
 
 CKPT_PREFIX = "ckpt_"
@@ -267,23 +266,6 @@ def mix_seed(*parts: int) -> int:
 def seed_shard(seed: int, step: int, shard: int) -> None:
     """Reseed torch (CPU and CUDA) for one shard of one step: all of its draws follow from (seed, step, shard)."""
     torch.manual_seed(mix_seed(seed, step, shard))
-
-
-def capture_rng() -> dict:
-    """This process's python, numpy, torch CPU and CUDA RNG states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    """Put back the states saved by `capture_rng`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # ----------------------------------------------------------------------------------------------
