@@ -1,0 +1,67 @@
+"""Headless widget logic of lessons 01, 08 and 09: moving a control changes the state and the figure."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mdt_teach.data import smileys_batch
+from mdt_teach.diffusion import GaussianDiffusion
+from mdt_teach.models import build_model
+from mdt_teach.race import with_calibrated_seconds
+from mdt_teach.viz.core import FigureWidget, figure_to_array
+from mdt_teach.viz.diffusion import forward_process_widget
+from mdt_teach.viz.images import save_grid
+from mdt_teach.viz.race import point_at, race_widget
+from mdt_teach.viz.sampling import cfg_widget
+
+
+def _moved(widget: FigureWidget, name: str, value):
+    before = figure_to_array(widget.last_figure)
+    count = widget.draw_count
+    widget.controls[name].value = value
+    assert widget.draw_count == count + 1 and widget.state()[name] == value
+    after = figure_to_array(widget.last_figure)
+    return before.shape != after.shape or not np.array_equal(before, after)
+
+
+def test_forward_process_widget_redraws_on_t():
+    x0, _ = smileys_batch(2, seed=0)
+    w = forward_process_widget(x0, GaussianDiffusion(), static=False)
+    assert _moved(w, "t", 700)
+    static = forward_process_widget(x0, GaussianDiffusion(), static=True)
+    assert figure_to_array(static).ndim == 3
+
+
+def test_cfg_widget_redraws_on_scale_and_power():
+    model = build_model("MDTv2-T/4", depth=2, hidden_size=32, num_heads=2).eval()
+    for p in model.parameters():  # a zero-initialised model ignores its label; give it some weights
+        torch.nn.init.normal_(p, std=0.02)
+    w = cfg_widget(model, GaussianDiffusion(), static=False)
+    assert _moved(w, "cfg_scale", 6.0)
+    assert _moved(w, "scale_pow", 1.0)
+
+
+@pytest.fixture
+def race_folder(tmp_path):
+    images, _ = smileys_batch(4, seed=0)
+    records = {}
+    for name, per_step, scores in [("dit", 0.1, [0.0, 0.1, 0.2]), ("mdtv2", 0.2, [0.0, 0.3, 0.5])]:
+        (tmp_path / name).mkdir()
+        curve = []
+        for step, score in zip([0, 10, 20], scores):
+            save_grid(images * (1 - score), tmp_path / name / f"step_{step:06d}.png", nrow=4)
+            curve.append({"step": step, "seconds": step * per_step, "two_eyes": score, "fd_smileys": 50 - 100 * score})
+        rec = {"label": name, "curve": curve}
+        records[name] = with_calibrated_seconds(rec, per_step)
+        (tmp_path / f"{name}.json").write_text(json.dumps(rec))
+    return tmp_path, records
+
+
+def test_race_widget_follows_steps_and_time(race_folder):
+    folder, records = race_folder
+    assert point_at(records["mdtv2"], 15, "steps")["step"] == 10
+    assert point_at(records["mdtv2"], 3.9, "seconds")["step"] == 10  # 20 steps cost 4 s at 0.2 s/step
+    w = race_widget(records, folder, static=False)
+    assert _moved(w, "progress", 20)
+    assert _moved(w, "axis", "seconds")
