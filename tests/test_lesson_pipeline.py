@@ -32,6 +32,12 @@ def test_committed_notebooks_hold_only_checked_text_outputs():
                 assert set(out.get("data", {})) <= {"text/plain"}, f"{src.name}: non-text output"
 
 
+def test_gpu_minded_lessons_ask_colab_for_a_gpu():
+    for src in pipeline.lesson_sources():
+        meta = json.loads(src.with_suffix(".ipynb").read_text())["metadata"]
+        assert (meta.get("accelerator") == "GPU") == (src.name[:2] in pipeline.GPU_LESSONS), src.name
+
+
 def test_each_lesson_follows_the_template():
     for src in pipeline.lesson_sources():
         text = src.read_text()

@@ -25,6 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+GPU_LESSONS = {"08", "09", "10"}  # Colab opens these with a GPU runtime (notebook metadata)
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 SKIP_MARK = "NBVAL_SKIP"
 TEXT_MIMES = ("text/plain",)
@@ -91,6 +92,9 @@ def build(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]
                         "-o", str(dst), str(src)], check=True, cwd=folder)
         nb = nbformat.read(dst, as_version=4)
         clean_notebook(nb)
+        if src.name[:2] in GPU_LESSONS:
+            nb.metadata["accelerator"] = "GPU"
+            nb.metadata["colab"] = {"gpuType": "T4", "provenance": []}
         nbformat.write(nb, dst)
         written.append(dst)
     return written
