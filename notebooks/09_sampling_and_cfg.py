@@ -75,7 +75,7 @@ import time
 from mdt_teach.metrics import two_eyes
 from mdt_teach.sampling import sample
 
-n = 32
+n = 16
 y = torch.arange(n) % model.num_classes
 z = torch.randn(n, model.in_channels, model.input_size, model.input_size, generator=torch.Generator().manual_seed(0))
 results = {}
