@@ -40,7 +40,7 @@ class _FusedAttention(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):  # never run: the plan only counts what forward saves
-        raise NotImplementedError
+        raise RuntimeError("the memory plan's attention stand-in has no backward; it only counts saved tensors")
 
 
 _LOW_PRECISION = {F.linear, torch.matmul, torch.bmm, torch.addmm, torch.baddbmm, F.conv2d, torch.Tensor.__matmul__}
