@@ -4,8 +4,8 @@ runs/<name>/
   config.json        the resolved TrainConfig
   metrics.jsonl      one line per optimizer step: loss parts, lr (and the clip coefficient when the trainer clips)
   eval.jsonl         two-eyes score of every sample grid; two-eyes + FD-smileys of every evaluation
-  samples/           EMA sample grids step_XXXXXXX.png and final.png
-  ckpt/              the newest --keep checkpoints ckpt_XXXXXXX.pt
+  samples/           EMA sample grids step_<step>.png and final.png
+  ckpt/              the newest --keep checkpoints ckpt_<step>.pt
   loss_curve.png     the loss (and its moving average) against the step
   summary.json       steps, wall time, the final scores
 
