@@ -23,7 +23,8 @@ refresh: venv
 	$(PY) tools/notebooks.py refresh
 
 browser-check: venv
-	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/browser -m browser
+	bash tools/browser_deps.sh
+	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests/browser -m browser -s
 
 bench: venv
 	for f in benchmarks/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

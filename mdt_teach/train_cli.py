@@ -35,7 +35,7 @@ _FLAGS = [  # (flag, type, help); every default is None so the trainer knows wha
     ("--seed", int, "seed of the init, the data order and every training draw (default 0)"),
     ("--ckpt-every", int, "checkpoint every K steps (default 500)"),
     ("--minutes", float, "training-time budget in minutes; sample grids and evaluations do not count "
-                         "(default 8.5 when --steps is not given)"),
+                         "(default 8.3 when --steps is not given)"),
     ("--profile", str, "tiny | small | full (default: auto)"),
     ("--dtype", str, "float32 | float16 | bfloat16 autocast (default: the profile's)"),
     ("--opt", str, "adan | adamw (default: the model's recipe)"),
@@ -51,7 +51,7 @@ _FLAGS = [  # (flag, type, help); every default is None so the trainer knows wha
     ("--eval-every", int, "smileys: two-eyes + FD every K steps (default: the end only)"),
     ("--eval-samples", int, "samples of the final evaluation (default 256; 0 = none)"),
     ("--grid-samples", int, "images per sample grid (default 32; 0 = none)"),
-    ("--sample-steps", str, "respacing for grids and evaluation, e.g. 100 or ddim50 (default 100)"),
+    ("--sample-steps", str, "respacing for grids and evaluation, e.g. 100 or ddim50 (default ddim50)"),
     ("--cfg", float, "guidance scale for grids and evaluation (default 1 = none)"),
     ("--num-workers", int, "DataLoader workers for image folders and latent caches (default 0)"),
     ("--threads", int, "torch CPU threads per process (default: the profile's, split between local ranks)"),
@@ -148,16 +148,17 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def plot_loss_curve(metrics: list[dict], path: Path, window: int = 50) -> None:
-    """loss per step (thin) and its moving average (thick), log scale, saved as a PNG."""
-    import matplotlib
+    """loss per step (thin) and its moving average (thick), log scale, saved as a PNG.
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    Drawn on a pyplot-free Figure: switching the global backend to Agg here would silence every later
+    figure of a notebook that trains (the lesson 08 bug the browser check found)."""
     import numpy as np
+    from matplotlib.figure import Figure
 
     steps = np.array([m["step"] for m in metrics])
     loss = np.array([m["loss"] if m["loss"] is not None else np.nan for m in metrics])
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.plot(steps, loss, lw=0.5, alpha=0.4, label="loss")
     if len(loss) >= window:
         ax.plot(steps[window - 1:], np.convolve(loss, np.ones(window) / window, mode="valid"), lw=2,
@@ -166,7 +167,6 @@ def plot_loss_curve(metrics: list[dict], path: Path, window: int = 50) -> None:
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 class RunLogger:

@@ -100,7 +100,10 @@ from mdt_teach.race import format_table
 if summary is not None:
     print(f"{summary['label']} race · {summary['budget_minutes']} min per model · seed {summary['seed']}")
     print(format_table(summary))
-    race_widget(records, race_dir, names=["dit", "mdt", "mdtv2"])
+
+# %%
+# The replay widget (a widget shows only as a cell's last expression, not from inside an `if` block).
+race_widget(records, race_dir, names=["dit", "mdt", "mdtv2"]) if summary is not None else None
 
 # %%
 # NBVAL_CHECK_OUTPUT

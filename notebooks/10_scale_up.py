@@ -151,7 +151,12 @@ print("steps logged:", steps_logged, "| checkpoints:", checkpoints)
 launch = torchrun_command("MDTv2-XL/2", gpus=8, gpus_per_node=8, global_batch=256, zero=True, opt=None,
                           dtype="bf16", data="/data/imagenet256-latents")[0]
 Path("launch_xl.sh").write_text("#!/usr/bin/env bash\nset -e\n" + launch + " \"$@\"\n")
-subprocess.run(["bash", "launch_xl.sh"], check=True)
+gpus_here = torch.cuda.device_count()
+if gpus_here >= 8:
+    subprocess.run(["bash", "launch_xl.sh"], check=True)
+else:  # "Run All" on a laptop or a 1-GPU Colab stops here instead of failing inside torchrun
+    print(f"Wrote launch_xl.sh; this machine has {gpus_here} GPU(s), so it was not started. "
+          "Run `bash launch_xl.sh` on a node with 8 GPUs and the latent cache at /data/imagenet256-latents.")
 
 # %% [markdown]
 # ## 5 · Resume after preemption, then evaluate

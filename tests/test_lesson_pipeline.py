@@ -21,7 +21,9 @@ def test_every_lesson_has_a_generated_notebook_in_sync():
 def test_committed_notebooks_hold_only_checked_text_outputs():
     for src in pipeline.lesson_sources():
         nb = json.loads(src.with_suffix(".ipynb").read_text())
-        assert "kernelspec" not in nb["metadata"] and "widgets" not in nb["metadata"]
+        assert "widgets" not in nb["metadata"]
+        # the standard python3 kernel, so JupyterLab opens the lesson without a "Select Kernel" dialog
+        assert nb["metadata"]["kernelspec"] == pipeline.KERNELSPEC, src.name
         for cell in nb["cells"]:
             if cell["cell_type"] != "code":
                 continue

@@ -35,6 +35,9 @@ def test_a_model_that_never_reaches_the_target_has_no_speedup():
 def test_variants_cover_the_recipes_and_ablations():
     assert list(VARIANTS) == ["dit", "mdt", "mdtv2", "mdtv2_mask0", "mdtv2_adamw", "dit_minsnr"]
     assert parse_variants("dit,mdtv2")[1].model == "MDTv2-T/4"
+    # the committed race's optimizers stay pinned whatever the trainer's tiny default is
+    assert VARIANTS["mdtv2"].overrides["opt"] == VARIANTS["mdtv2_mask0"].overrides["opt"] == "adan"
+    assert VARIANTS["mdtv2_adamw"].overrides["lr"] == VARIANTS["mdtv2"].overrides["lr"] == 1e-3
     with pytest.raises(ValueError, match="unknown race variant"):
         parse_variants("dit,gpt")
 

@@ -42,7 +42,11 @@ def test_official_recipes():
 
 def test_tiny_recipe_is_the_documented_deviation():
     t = recipe("MDTv2-T/4")
-    assert (t["opt"], t["lr"], t["ema_decay"], t["ema_warmup"], t["weighting"]) == ("adan", 1e-3, 0.999, True, "min_snr")
+    assert (t["opt"], t["lr"], t["ema_decay"], t["ema_warmup"], t["weighting"]) == ("adamw", 2e-3, 0.999, True, "min_snr")
+    assert t["max_grad_norm"] == 1.0 and t["betas"] == (0.9, 0.99)
+    adan = recipe("MDTv2-T/4", opt="adan")   # the official optimizer on request, at the toy lr
+    assert (adan["opt"], adan["lr"], adan["betas"]) == ("adan", 1e-3, None)
+    assert (recipe("MDT-T/4")["opt"], recipe("MDT-T/4")["lr"]) == ("adamw", 1e-3)
     assert recipe("DiT-T/4")["betas"] == (0.9, 0.99) and recipe("MDTv2-T/4", opt="adamw")["betas"] == (0.9, 0.99)
     with pytest.raises(ValueError, match="unknown model 'MDTv3-S/2'"):
         recipe("MDTv3-S/2")

@@ -65,3 +65,29 @@ def test_race_widget_follows_steps_and_time(race_folder):
     w = race_widget(records, folder, static=False)
     assert _moved(w, "progress", 20)
     assert _moved(w, "axis", "seconds")
+
+
+def test_widget_figures_are_png_bytes_whatever_the_backend(tmp_path):
+    """Training code may run in the same kernel; neither it nor the widget depends on the inline backend."""
+    import io
+
+    import matplotlib
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from mdt_teach.train_cli import plot_loss_curve
+    from mdt_teach.viz.core import figure_to_png
+
+    original = matplotlib.get_backend()
+    plt.switch_backend("svg")   # any backend but Agg stands in for a notebook's inline backend
+    try:
+        plot_loss_curve([{"step": k, "loss": 1.0 / (k + 1)} for k in range(60)], tmp_path / "curve.png")
+        assert matplotlib.get_backend() == "svg", "plot_loss_curve switched the session's matplotlib backend"
+    finally:
+        plt.switch_backend(original)
+    assert Image.open(tmp_path / "curve.png").size == (600, 350)
+    fig, ax = plt.subplots(figsize=(2, 1), dpi=50)
+    ax.plot([0, 1], [1, 0])
+    png = figure_to_png(fig)
+    plt.close(fig)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(io.BytesIO(png)).size == (100, 50)

@@ -8,7 +8,8 @@
                                                pyproject's [project.urls], and the README lesson table
 
 The committed .ipynb keeps outputs only on output-checked cells (text only): no images, no widget
-state, no kernelspec; execution counts only on checked cells (their position). `refresh` is the only way reference outputs change.
+state; the standard `python3` kernelspec (JupyterLab opens the lesson with a kernel instead of asking);
+execution counts only on checked cells (their position). `refresh` is the only way reference outputs change.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ NOTEBOOKS = ROOT / "notebooks"
 GPU_LESSONS = {"08", "09", "10"}  # Colab opens these with a GPU runtime (notebook metadata)
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 SKIP_MARK = "NBVAL_SKIP"
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 TEXT_MIMES = ("text/plain",)
 
 
@@ -54,8 +56,8 @@ def colab_badge(name: str) -> str:
 
 
 def clean_notebook(nb) -> None:
-    """Keep text outputs only on NBVAL_CHECK_OUTPUT cells; drop counts, widget state, kernelspec."""
-    nb.metadata.pop("kernelspec", None)
+    """Keep text outputs only on NBVAL_CHECK_OUTPUT cells; drop counts and widget state; standard kernelspec."""
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)   # without one, JupyterLab greets a learner with "Select Kernel"
     nb.metadata.pop("widgets", None)
     nb.metadata.pop("language_info", None)
     code_index = 0

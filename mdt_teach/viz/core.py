@@ -15,7 +15,7 @@ from mdt_teach.config import static_mode
 
 try:  # ipywidgets is a runtime dependency, but a learner's bare kernel may lack it
     import ipywidgets as widgets
-    from IPython.display import display
+    from IPython.display import Image, display
 except ImportError:  # pragma: no cover - exercised only without ipywidgets
     widgets = None
 
@@ -32,8 +32,20 @@ def figure_to_array(fig) -> np.ndarray:
     return np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()  # (H, W, 3)
 
 
+def figure_to_png(fig, dpi: float | None = None) -> bytes:
+    """PNG bytes of a figure (savefig picks Agg for PNG whatever the session's backend is).
+
+    Widgets show these bytes instead of `display(fig)`: a figure's rich display needs the inline backend,
+    and code that switched the backend (e.g. to Agg) would leave only "<Figure size ... with N Axes>"."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi or fig.dpi)
+    return buffer.getvalue()
+
+
 class FigureWidget:
-    """Controls above one Output; every change re-renders inside it with clear_output(wait=True)."""
+    """Controls above one Output; every change re-renders a PNG inside it with clear_output(wait=True)."""
 
     def __init__(self, render: Render, controls: dict, fixed: dict | None = None):
         self.render, self.controls, self.fixed = render, controls, dict(fixed or {})
@@ -50,15 +62,16 @@ class FigureWidget:
         return {**self.fixed, **{k: c.value for k, c in self.controls.items()}}
 
     def update(self) -> None:
-        """Re-render the figure for the current state."""
+        """Re-render the figure for the current state and show it as a PNG inside the Output."""
         fig = self.render(**self.state())
         if self.last_figure is not None:
             plt.close(self.last_figure)
         self.last_figure, self.draw_count = fig, self.draw_count + 1
+        png = figure_to_png(fig)
+        plt.close(fig)  # keep the inline backend from drawing it a second time
         with self.output:
             self.output.clear_output(wait=True)
-            display(fig)
-        plt.close(fig)  # keep the inline backend from drawing it a second time
+            display(Image(data=png, format="png"))
 
     def _ipython_display_(self):
         display(self.box)
