@@ -203,13 +203,20 @@ def test_injected_nan_stops_cleanly_and_keeps_the_last_good_checkpoint(tmp_path,
 # ---------------------------------------------------------------------------------------------
 
 def test_step_logs_both_mdt_passes_and_clips_with_adan(tmp_path):
-    trainer = Trainer(tiny(tmp_path, steps=1), log=quiet)
+    trainer = Trainer(tiny(tmp_path, steps=1, opt="adan"), log=quiet)
     logs = trainer.train_step()
     # loss = mean(w·mse + vb) over both passes with Min-SNR weights 0 < w ≤ 1
     assert logs["vb"] + logs["m_vb"] < logs["loss"] <= logs["mse"] + logs["vb"] + logs["m_mse"] + logs["m_vb"] + 1e-6
     assert math.isfinite(logs["m_mse"]) and logs["lr"] == 1e-3
     assert trainer.opt.defaults["max_grad_norm"] == 1.0       # Adan clips itself without ZeRO
     assert "clip" not in logs
+
+
+def test_tiny_mdtv2_default_is_adamw_clipped_by_the_trainer(tmp_path):
+    trainer = Trainer(tiny(tmp_path, steps=1), log=quiet)
+    logs = trainer.train_step()
+    assert isinstance(trainer.opt, torch.optim.AdamW) and logs["lr"] == 2e-3
+    assert 0 < logs["clip"] <= 1.0                            # AdamW cannot clip itself: the trainer does
 
 
 def test_dit_has_no_masked_pass_and_adamw(tmp_path):

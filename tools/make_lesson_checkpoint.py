@@ -2,6 +2,7 @@
 
     python tools/make_lesson_checkpoint.py --steps 600          # a fixed number of optimizer steps
     python tools/make_lesson_checkpoint.py --minutes 10         # or a wall-clock budget
+    python tools/make_lesson_checkpoint.py --steps 1200 --lr 2e-3   # what made the committed one
     python tools/make_lesson_checkpoint.py --from-checkpoint runs/NAME/ckpt/ckpt_0001000.pt \
         --out data/lesson09_mdtv2_tiny.pt                        # or the EMA of a finished run
 
@@ -28,6 +29,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--minutes", type=float, default=None, help="wall-clock budget (used when --steps is not given)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--opt", default=None, help="adan | adamw (default: the tiny recipe's)")
+    parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the tiny recipe's)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the profile's)")
     parser.add_argument("--out", default=str(ROOT / "data" / "lesson04_mdt_tiny.pt"))
     parser.add_argument("--from-checkpoint", default=None,
@@ -45,7 +48,8 @@ def train(args: argparse.Namespace):
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(model=args.model, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
                           seed=args.seed, profile="tiny", out=str(Path(tmp) / "run"), eval_samples=0,
-                          grid_samples=0, ckpt_every=10**9, keep=1, progress=False, threads=args.threads)
+                          grid_samples=0, ckpt_every=10**9, keep=1, progress=False, threads=args.threads,
+                          opt=args.opt, lr=args.lr)
         trainer = Trainer(cfg)
         if not trainer.model.is_mdt:
             raise ValueError(f"{args.model} is not an MDT model; lesson 04 needs MDT-T/4 or MDTv2-T/4")

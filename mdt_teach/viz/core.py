@@ -54,7 +54,10 @@ class FigureWidget:
         self.draw_count = 0
         for ctrl in controls.values():
             ctrl.observe(lambda _change: self.update(), names="value")
-        self.box = widgets.VBox([widgets.HBox(list(controls.values())), self.output])
+        # wrap the controls onto more rows rather than shrink them: six sliders in one row leave each a
+        # zero-width track in JupyterLab (lesson 06, found by the browser check)
+        row = widgets.HBox(list(controls.values()), layout=widgets.Layout(flex_flow="row wrap"))
+        self.box = widgets.VBox([row, self.output])
         self.update()
 
     def state(self) -> dict:

@@ -37,6 +37,7 @@ LESSONS = {  # notebook → number of FigureWidgets it must show (each with at l
 }
 RUN_TIMEOUT_S = 300      # one notebook, all cells (lesson 08 trains three small models live)
 REDRAW_TIMEOUT_S = 60    # one slider move until the new figure is shown
+MIN_TRACK_PX = 100       # a slider narrower than this is not usable (controls squeezed into one row)
 EXPECTED_REMOTE = ("https://colab.research.google.com/assets/colab-badge.svg",)  # the lesson's badge (blocked)
 WIDGET = ".jp-OutputArea-output .widget-vbox"   # FigureWidget: VBox(HBox(controls), Output)
 
@@ -171,6 +172,10 @@ def test_sliders_redraw_the_figure(lab, browser, workdir, name):
                 label = slider.locator(".widget-label").first.inner_text().strip() or f"slider {s}"
                 readout = slider.locator(".widget-readout").first
                 old = readout.inner_text()
+                track = slider.locator(".noUi-target").first.bounding_box()
+                assert track and track["width"] >= MIN_TRACK_PX, \
+                    f"{name}: the '{label}' slider's track is {track and track['width']:.0f} px wide; a learner " \
+                    f"cannot drag it (at least {MIN_TRACK_PX} px expected)"
                 t0 = time.monotonic()
                 _drag(page, slider, 0.8 if s % 2 == 0 else 0.65)
                 after = _wait_for_redraw(page, widget, before)
