@@ -66,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ckpt", required=True, help="a ckpt_*.pt of a run (its EMA weights are used)")
     parser.add_argument("--data", default="smileys", help="only smileys has a structure checker")
     parser.add_argument("--n", type=int, default=256, help="number of samples (default 256)")
-    parser.add_argument("--steps", default="100", help="sampling steps / respacing, e.g. 100 or ddim50")
+    parser.add_argument("--steps", default="100", help="DDPM sampling steps / respacing, e.g. 100, 50 or "
+                                                       "ddim50 (ADM's DDIM stride; the sampler stays DDPM)")
     parser.add_argument("--cfg", type=float, default=1.0, help="guidance scale (1 = none)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--no-ema", action="store_true", help="use the raw weights instead of the EMA")

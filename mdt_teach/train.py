@@ -86,7 +86,8 @@ class TrainConfig:
     eval_every: int = 0               # smileys: two-eyes + FD every k steps (0: only at the end)
     eval_samples: int = 256           # samples for the final evaluation (0: none)
     grid_samples: int = 32            # images in each sample grid (0: none)
-    sample_steps: str = "ddim50"      # respacing used for grids and evaluation (DDIM: no residual noise)
+    sample_steps: str = "50"          # DDPM steps (respaced) for grids and evaluation: 68% two-eyes on the
+                                      # main job's model, against 66% with 100 steps and 60% with DDIM-50
     cfg_scale: float = 1.0
     num_workers: int = 0              # DataLoader workers for image folders and latent caches
     threads: int | None = None        # torch CPU threads per process (None: the profile's, split per rank)

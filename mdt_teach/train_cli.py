@@ -51,7 +51,7 @@ _FLAGS = [  # (flag, type, help); every default is None so the trainer knows wha
     ("--eval-every", int, "smileys: two-eyes + FD every K steps (default: the end only)"),
     ("--eval-samples", int, "samples of the final evaluation (default 256; 0 = none)"),
     ("--grid-samples", int, "images per sample grid (default 32; 0 = none)"),
-    ("--sample-steps", str, "respacing for grids and evaluation, e.g. 100 or ddim50 (default ddim50)"),
+    ("--sample-steps", str, "DDPM respacing for grids and evaluation: 50, 100, or ddim50 (ADM's DDIM stride) (default 50)"),
     ("--cfg", float, "guidance scale for grids and evaluation (default 1 = none)"),
     ("--num-workers", int, "DataLoader workers for image folders and latent caches (default 0)"),
     ("--threads", int, "torch CPU threads per process (default: the profile's, split between local ranks)"),

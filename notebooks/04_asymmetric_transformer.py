@@ -270,12 +270,30 @@ print("unused at inference:", unused, "parameters (side block + mask token)")
 print("from-scratch masked pass == library:", torch.allclose(mine, lib, atol=1e-5))
 
 # %% [markdown]
-# ## Explore: masked-token reconstruction
+# ## Explore: what the masked pass predicts where it cannot see
 # The trained model's masked pass, made visible. For each smiley: the noisy input x_t with the hidden
-# tokens painted grey (the encoder never sees them), the model's guess of the clean image x̂_0 = (x_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t, and the
-# truth. Slide the mask ratio up: how much of a face can be hidden before an eye goes missing? Slide t:
-# at small t the visible tokens almost give the answer away; at large t the model must rely on what it
-# learned about faces.
+# tokens painted grey (the encoder never sees them), the size of the predicted noise ε̂ per token, the
+# model's clean-image estimate x̂_0 = (x_t − √(1 − ᾱ_t)·ε̂)/√ᾱ_t on the visible tokens, and the truth.
+#
+# Look at the heat map first: at the hidden tokens ε̂ is **zero**. The noise added there is independent
+# of everything the model saw, so the best guess of it is 0, and the model has learned exactly that. In
+# ε-space MDT v1 cannot "fill in" hidden pixels (which is why x̂_0 is left grey there: the formula
+# would only rescale an x_t the model never read). What the masked pass trains is the encoder and the
+# side-interpolater: the visible tokens' noise must still be predicted from a context with holes in it,
+# so the features have to learn how the parts of a face relate. MDTv2's dense input shortcut (lesson 05)
+# hands the hidden x_t to the decoder, and there ε̂ is no longer zero.
+#
+# Slide the mask ratio and t: how much of a face can be hidden before the visible estimate degrades?
+
+# %%
+# The heat map in numbers: RMS of ε̂ over the hidden and over the visible tokens (64 smileys, t = 300).
+from mdt_teach.viz.reconstruction import hidden_visible_rms, reconstruct
+
+x_check, y_check = smileys_batch(64, seed=7)
+rec = reconstruct(model, x_check, y_check, diffusion, t=300, mask_ratio=0.3)
+hidden_rms, visible_rms = hidden_visible_rms(rec, model.patch_size)
+print(f"RMS of ε̂: hidden tokens {hidden_rms:.3f}, visible tokens {visible_rms:.3f}")
+assert hidden_rms < 0.1 * visible_rms, "a trained MDT v1 predicts (almost) no noise where it cannot see"
 
 # %%
 from mdt_teach.viz.reconstruction import reconstruction_widget
@@ -291,6 +309,8 @@ reconstruction_widget(model, x0[:3], y[:3], diffusion)
 # - The side-interpolater fills mask tokens, adds `decoder_pos_embed`, runs one block, and keeps its
 #   output only at masked positions. At inference it is skipped; it costs nothing to sample.
 # - Loss = unmasked-pass loss + masked-pass loss, 1:1, same x_0 and t, fresh noise, all tokens.
+# - At hidden tokens the noise is unknowable, so a trained v1 predicts ε̂ ≈ 0 there: the masked pass
+#   teaches context through the visible tokens' predictions, not by painting the hidden ones.
 #
 # ## Exercises
 # 1. In `my_masked_forward`, feed the side block's output to the kept tokens too

@@ -182,6 +182,20 @@ def test_committed_lesson04_checkpoint_is_a_small_trained_mdt():
     model, info = reconstruction.load_lesson_checkpoint()
     assert model.family == "MDT" and model.mask_ratio == 0.3 and info["steps"] > 0
     assert model.final_layer.linear.weight.abs().max() > 0                # trained: no longer the zero init
+    # what lesson 04 shows: the noise at hidden tokens is unknowable, so the trained v1 predicts ε̂ ≈ 0 there
+    x0, y = smileys_batch(16, seed=7)
+    rec = reconstruction.reconstruct(model, x0, y, GaussianDiffusion(), t=300, mask_ratio=0.3)
+    hidden, visible = reconstruction.hidden_visible_rms(rec, model.patch_size)
+    assert hidden < 0.1 * visible and visible > 0.5
+
+
+def test_token_rms_and_the_hidden_visible_split():
+    eps = torch.zeros(1, 3, 8, 8)
+    eps[:, :, :4, :4] = 2.0                                               # token 0 of a 2×2 grid of 4×4 tokens
+    assert torch.allclose(reconstruction.token_rms(eps, 4), torch.tensor([[[2.0, 0.0], [0.0, 0.0]]]))
+    rec = {"x_t": eps, "eps_hat": eps, "mask": torch.tensor([[1.0, 0.0, 0.0, 1.0]])}
+    hidden, visible = reconstruction.hidden_visible_rms(rec, 4)
+    assert hidden == pytest.approx(2 ** 0.5) and visible == 0.0            # hidden: tokens 0 and 3
 
 
 def test_make_lesson_checkpoint_trains_and_writes(tmp_path):

@@ -97,23 +97,53 @@ def hide_tokens(image: torch.Tensor, mask: torch.Tensor, patch_size: int, fill: 
     return torch.where(pixels.bool(), torch.full_like(image, fill), image)
 
 
+def token_rms(x: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, C, H, W) → (B, G, G): the root-mean-square of each p×p token over its pixels and channels."""
+    B, C, H, W = x.shape
+    g = H // patch_size
+    tokens = x.reshape(B, C, g, patch_size, g, patch_size)              # (B, C, G, p, G, p)
+    return tokens.pow(2).mean(dim=(1, 3, 5)).sqrt()                     # (B, G, G)
+
+
+def hidden_visible_rms(rec: dict, patch_size: int) -> tuple[float, float]:
+    """RMS of ε̂ over the hidden tokens and over the visible ones (all images of a `reconstruct` result)."""
+    g = rec["x_t"].shape[-1] // patch_size
+    mask = rec["mask"].reshape(-1, g, g).bool()                         # (B, G, G), True = hidden
+    ms = token_rms(rec["eps_hat"], patch_size).pow(2)                   # (B, G, G) mean ε̂² per token
+    hidden = ms[mask].mean().sqrt().item() if mask.any() else float("nan")
+    visible = ms[~mask].mean().sqrt().item() if (~mask).any() else float("nan")
+    return hidden, visible
+
+
 def render_reconstruction(mask_ratio: float, t: int, model, x0: torch.Tensor, y: torch.Tensor, diffusion,
                           seed: int = 0):
-    """Rows = images; columns = x_t with masked tokens painted grey, the prediction x̂0, the ground truth x0."""
+    """Rows = images; columns = x_t with hidden tokens grey, the per-token size of ε̂, the prediction x̂0 on
+    the visible tokens (hidden ones grey), and the ground truth x0.
+
+    Hidden tokens get no x̂0: the model never saw x_t there, and the noise it would have to predict is
+    independent of everything it saw, so MDT v1 learns ε̂ ≈ 0 at those positions (the heat map shows it).
+    Computing (x_t − √(1−ᾱ)·ε̂)/√ᾱ there would only rescale the hidden x_t, which is not the model's work."""
     rec = reconstruct(model, x0, y, diffusion, int(t), float(mask_ratio), seed)
     p = model.patch_size
-    fig, axes = plt.subplots(len(x0), 3, figsize=(6.3, 2.1 * len(x0)), squeeze=False)
+    rms = token_rms(rec["eps_hat"], p)                                  # (B, G, G)
+    hidden_rms, visible_rms = hidden_visible_rms(rec, p)
+    fig, axes = plt.subplots(len(x0), 4, figsize=(8.4, 2.1 * len(x0)), squeeze=False)
     for i in range(len(x0)):
         render_token_grid(hide_tokens(rec["x_t"][i], rec["mask"][i], p), p, ax=axes[i, 0],
                           title="masked input x_t" if i == 0 else None)
-        for ax, img, title in ((axes[i, 1], rec["x0_hat"][i], "prediction x̂0"), (axes[i, 2], x0[i], "ground truth x0")):
-            ax.imshow(to_image(img), interpolation="nearest")
+        axes[i, 1].imshow(rms[i].numpy(), cmap="magma", vmin=0.0, vmax=1.5, interpolation="nearest")
+        render_token_grid(hide_tokens(rec["x0_hat"][i], rec["mask"][i], p), p, ax=axes[i, 2],
+                          title="prediction x̂0 (visible)" if i == 0 else None)
+        axes[i, 3].imshow(to_image(x0[i]), interpolation="nearest")
+        for ax in axes[i, 1], axes[i, 3]:
             ax.set_xticks([])
             ax.set_yticks([])
-            if i == 0:
-                ax.set_title(title, fontsize=9)
-    fig.suptitle(f"t = {int(t)}, mask ratio {float(mask_ratio):.2f}: "
-                 f"{int(rec['mask'][0].sum())} of {rec['mask'].shape[1]} tokens hidden", fontsize=10)
+        if i == 0:
+            axes[i, 1].set_title("RMS of ε̂ per token\n(black 0, bright 1.5)", fontsize=9)
+            axes[i, 3].set_title("ground truth x0", fontsize=9)
+    hidden = int(rec["mask"][0].sum())
+    fig.suptitle(f"t = {int(t)}, mask ratio {float(mask_ratio):.2f}: {hidden} of {rec['mask'].shape[1]} tokens "
+                 f"hidden · RMS ε̂ hidden {hidden_rms:.2f}, visible {visible_rms:.2f}", fontsize=10)
     fig.tight_layout()
     return fig
 
