@@ -23,7 +23,7 @@ MODEL = dict(depth=4, hidden_size=32, num_heads=2)
 def test_two_gloo_processes_equal_one_process(tmp_path):
     two = tmp_path / "two"
     args = ["--model", "MDTv2-T/4", *sum((["--model-arg", f"{k}={v}"] for k, v in MODEL.items()), []),
-            "--batch-size", "8", "--steps", str(STEPS), "--ckpt-every", "100", "--max-grad-norm", "0.05",
+            "--batch-size", "8", "--steps", str(STEPS), "--ckpt-every", "100", "--max-grad-norm", "0.05", "--opt", "adan",
             "--eval-samples", "0", "--grid-samples", "0", "--no-progress", "--threads", "1", "--zero",
             "--out", str(two)]
     launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
@@ -32,8 +32,8 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
     assert "global batch 8 (2 process(es))" in launched.stdout
 
     one = Trainer(TrainConfig(model="MDTv2-T/4", model_args=dict(MODEL), batch_size=8, grad_accum=2, steps=STEPS,
-                              ckpt_every=100, max_grad_norm=0.05, eval_samples=0, grid_samples=0, progress=False,
-                              threads=1, out=str(tmp_path / "one")), log=lambda *a, **k: None)
+                              ckpt_every=100, max_grad_norm=0.05, opt="adan", eval_samples=0, grid_samples=0,
+                              progress=False, threads=1, out=str(tmp_path / "one")), log=lambda *a, **k: None)
     one.fit()
 
     a, b = load_checkpoint(list_checkpoints(two)[-1]), load_checkpoint(list_checkpoints(one.out)[-1])
