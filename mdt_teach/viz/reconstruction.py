@@ -105,11 +105,13 @@ def token_rms(x: torch.Tensor, patch_size: int) -> torch.Tensor:
     return tokens.pow(2).mean(dim=(1, 3, 5)).sqrt()                     # (B, G, G)
 
 
-def hidden_visible_rms(rec: dict, patch_size: int) -> tuple[float, float]:
-    """RMS of ε̂ over the hidden tokens and over the visible ones (all images of a `reconstruct` result)."""
+def hidden_visible_rms(rec: dict, patch_size: int, rms: torch.Tensor | None = None) -> tuple[float, float]:
+    """RMS of ε̂ over the hidden tokens and over the visible ones (all images of a `reconstruct` result);
+    `rms` is `token_rms(rec["eps_hat"], patch_size)` when the caller already has it."""
     g = rec["x_t"].shape[-1] // patch_size
     mask = rec["mask"].reshape(-1, g, g).bool()                         # (B, G, G), True = hidden
-    ms = token_rms(rec["eps_hat"], patch_size).pow(2)                   # (B, G, G) mean ε̂² per token
+    rms = token_rms(rec["eps_hat"], patch_size) if rms is None else rms
+    ms = rms.pow(2)                                                     # (B, G, G) mean ε̂² per token
     hidden = ms[mask].mean().sqrt().item() if mask.any() else float("nan")
     visible = ms[~mask].mean().sqrt().item() if (~mask).any() else float("nan")
     return hidden, visible
@@ -126,7 +128,7 @@ def render_reconstruction(mask_ratio: float, t: int, model, x0: torch.Tensor, y:
     rec = reconstruct(model, x0, y, diffusion, int(t), float(mask_ratio), seed)
     p = model.patch_size
     rms = token_rms(rec["eps_hat"], p)                                  # (B, G, G)
-    hidden_rms, visible_rms = hidden_visible_rms(rec, p)
+    hidden_rms, visible_rms = hidden_visible_rms(rec, p, rms)
     fig, axes = plt.subplots(len(x0), 4, figsize=(8.4, 2.1 * len(x0)), squeeze=False)
     for i in range(len(x0)):
         render_token_grid(hide_tokens(rec["x_t"][i], rec["mask"][i], p), p, ax=axes[i, 0],
