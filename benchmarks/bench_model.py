@@ -3,8 +3,9 @@
     python benchmarks/bench_model.py [--threads 2] [--reps 5] [--sizes T S]
 
 Times are medians over `reps` runs after one warm-up. "train step" is what the trainer does per
-step: one fwd+bwd for DiT, an unmasked plus a masked fwd+bwd for MDT/MDTv2 (spec §2.2). MDTv2's
-masked ratio is drawn per call from U[0.3, 0.5), as in training.
+step: one fwd+bwd for DiT, an unmasked plus a masked fwd+bwd for MDT/MDTv2 (as the official
+`masked_diffusion/train_util.py: TrainLoop.forward_backward` does). MDTv2's masked ratio is drawn per
+call from U[0.3, 0.5), as in training.
 """
 from __future__ import annotations
 

@@ -3,8 +3,9 @@
     python benchmarks/bench_optim.py [--rounds 9] [--device cpu] [--threads N] [--only mlp|mdt]
 
 Two parameter sets: a 10M-parameter MLP and MDTv2-S/2's parameters (from `build_model`, or the shapes of
-the spec §4.1 table when `mdt_teach.models` is missing). The optimizers take turns, one step each per
-round, so load from other processes hits all of them alike; the median per optimizer is reported.
+the official MDTv2-S/2 state_dict when `mdt_teach.models` is missing). The optimizers take turns, one
+step each per round, so load from other processes hits all of them alike; the median per optimizer is
+reported.
 """
 from __future__ import annotations
 
@@ -23,16 +24,17 @@ def mlp_shapes(width: int = 1600, layers: int = 4) -> list[tuple]:
 
 
 def mdtv2_s2_shapes() -> list[tuple]:
-    """MDTv2-S/2's trainable parameter shapes (the model itself, else spec §4.1 with dl = 6)."""
+    """MDTv2-S/2's trainable parameter shapes (the model itself, else the official layout with dl = 6)."""
     try:
         from mdt_teach.models import build_model
         return [tuple(p.shape) for p in build_model("MDTv2-S/2").parameters() if p.requires_grad]
     except ImportError:
-        return _spec_shapes(D=384, heads=6, half=3, decode=6)
+        return _official_shapes(D=384, heads=6, half=3, decode=6)
 
 
-def _spec_shapes(D: int, heads: int, half: int, decode: int) -> list[tuple]:
-    """Shapes from the spec §4.1 key table (C = 4, p = 2, 1000 classes, G = 16)."""
+def _official_shapes(D: int, heads: int, half: int, decode: int) -> list[tuple]:
+    """Shapes of the official MDTv2 state_dict, in key order (`masked_diffusion/models.py: MDTv2`;
+    C = 4, p = 2, 1000 classes, G = 16)."""
     block = [(3 * D, D), (3 * D,), (D, D), (D,), (31 * 31 + 3, heads), (4 * D, D), (4 * D,), (D, 4 * D), (D,),
              (6 * D, D), (6 * D,)]
     skip = [(D, 2 * D), (D,)]

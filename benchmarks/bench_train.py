@@ -1,8 +1,8 @@
 """Training step time: DiT-T/4 (one pass) vs MDTv2-T/4 (unmasked + masked pass) on this machine's CPU.
 
-Prints seconds per optimizer step and the MDTv2 / DiT ratio (spec §1.16: one MDT step costs about
-1.7-1.9x the FLOPs of a DiT step). With --gpu (CUDA only): MDTv2-S/2 on smileys (256 tokens) for 50
-steps in fp32, bf16 and bf16 + torch.compile, with the peak GPU memory of each.
+Prints seconds per optimizer step and the MDTv2 / DiT ratio (one MDT step costs about 1.7-1.9x the
+FLOPs of a DiT step at XL/2; docs/model_sizes.md). With --gpu (CUDA only): MDTv2-S/2 on smileys
+(256 tokens) for 50 steps in fp32, bf16 and bf16 + torch.compile, with the peak GPU memory of each.
 
     python benchmarks/bench_train.py [--steps 20] [--batch-size 32] [--threads N]
     python benchmarks/bench_train.py --gpu [--steps 50] [--batch-size 64]
@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from mdt_teach.train import Trainer, TrainConfig
+from mdt_teach.recipe import TrainConfig
+from mdt_teach.train import Trainer
 
 
 def _sync(trainer) -> None:

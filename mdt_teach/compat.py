@@ -1,12 +1,15 @@
-"""Official checkpoints: infer the configuration from keys and shapes, build, load strictly (spec §4).
+"""Official checkpoints: infer the configuration from keys and shapes, build, load strictly.
+
+The layout is that of the state dicts of `masked_diffusion/models.py` (as released in `shgao/MDT-XL2`)
+and of DiT's `models.py`.
 
 `load_official("mdt_xl2_v2_ckpt.pt")` works for MDT (v1), MDTv2 and DiT files, plain state_dicts or
-training dicts wrapped as {"ema": ...} / {"model": ...}. `mdt-teach convert CKPT [--out FILE]`
-prints what was inferred and can re-save the plain state_dict.
+training dicts wrapped as {"ema": ...} / {"model": ...}; `load_model` takes those or one of our training
+checkpoints. Every file is read with the safe reader (`checkpoint.read_torch_file`). `mdt-teach convert
+CKPT [--out FILE]` prints what was inferred and can re-save the plain state_dict.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import re
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import FORMAT, atomic_save, read_torch_file
 from .layers import relative_position_index
 from .models import MODEL_PRESETS, DiffusionTransformer, ModelConfig, from_config
 
@@ -30,29 +34,10 @@ _PREFIXES = ("module.", "_orig_mod.")
 # Reading
 # ----------------------------------------------------------------------------------------------
 
-def _torch_load(path: Path, map_location) -> object:
-    """torch.load(weights_only=True), allowing argparse.Namespace (DiT's training dicts store args)."""
-    allow = getattr(torch.serialization, "safe_globals", None)
-    try:
-        if allow is None:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        with allow([argparse.Namespace]):
-            return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # pickle, zip and unpickler errors all mean "not a loadable checkpoint"
-        if "Weights only load failed" in str(err):
-            raise ValueError(f"{path} holds Python objects other than tensors, so it was not loaded "
-                             "(weights_only=True); re-save it as a plain state_dict") from None
-        raise ValueError(f"{path} is not a readable PyTorch checkpoint (truncated or foreign file: "
-                         f"{type(err).__name__}); download it again") from None
-
-
 def read_state_dict(path_or_state_dict, map_location="cpu") -> dict[str, torch.Tensor]:
     """A plain state_dict from a path or dict: unwraps {"ema"/"model": ...} (EMA first, as DiT does), strips DDP prefixes."""
     if isinstance(path_or_state_dict, (str, os.PathLike)):
-        path = Path(path_or_state_dict)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {path} does not exist; check the path")
-        obj = _torch_load(path, map_location)
+        obj = read_torch_file(path_or_state_dict, map_location)
     else:
         obj = path_or_state_dict
     if not isinstance(obj, dict):
@@ -187,7 +172,7 @@ def _mismatch(model: torch.nn.Module, state: dict) -> str | None:
 
 
 def _check_index_buffers(state: dict, grid: int) -> None:
-    """Every stored relative_position_index must equal the regenerated BEiT index (spec §4.3)."""
+    """Every stored relative_position_index must equal the regenerated BEiT index (BEiT, arXiv 2106.08254)."""
     reference = relative_position_index(grid)
     for key, value in state.items():
         if key.endswith("relative_position_index") and not torch.equal(value.cpu(), reference):
@@ -223,41 +208,25 @@ def build_and_load(cfg: ModelConfig, state: dict) -> DiffusionTransformer:
     return model.eval()
 
 
+def load_model(path, use_ema: bool = True, device="cpu", decode_layer: int | None = None):
+    """(model in eval mode, one-line description) from one of our ckpt_*.pt (EMA weights unless `use_ema` is
+    False) or an official MDT / MDTv2 / DiT checkpoint; the file is read once, with the safe reader."""
+    obj = read_torch_file(path)
+    try:
+        if isinstance(obj, dict) and obj.get("format") == FORMAT:
+            model = from_config(obj["model_config"])
+            model.load_state_dict(obj["ema" if use_ema else "model"])
+            info = f"{obj['config']['model']} step {obj['step']} ({'EMA' if use_ema else 'raw'} weights)"
+        else:
+            state = read_state_dict(obj)
+            model = build_and_load(infer_config(state, decode_layer)[0], state)
+            info = f"official checkpoint {Path(path).name}"
+    except (ValueError, RuntimeError) as err:   # a torch file, but not the weights of a model we know
+        raise ValueError(f"{path} cannot be loaded as a model: {err}") from None
+    return model.to(device).eval(), info
+
+
 def describe(cfg: ModelConfig, notes: list[str]) -> str:
     """Human-readable summary of an inferred config."""
     lines = [f"{k}: {v}" for k, v in asdict(cfg).items() if v is not None]
     return "\n".join(lines + [f"note: {n}" for n in notes])
-
-
-# ----------------------------------------------------------------------------------------------
-# `mdt-teach convert`
-# ----------------------------------------------------------------------------------------------
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `mdt-teach convert CKPT [--out FILE] [--decode-layer N]`."""
-    parser.add_argument("checkpoint", help="official MDT / MDTv2 / DiT checkpoint (.pt)")
-    parser.add_argument("--out", default=None, help="re-save the checked plain state_dict here")
-    parser.add_argument("--decode-layer", type=int, default=None,
-                        help="MDT v1 only: blocks after the side-interpolater (not stored; official 2)")
-
-
-def save_atomic(state: dict, out: Path) -> None:
-    """torch.save to a temporary name beside `out`, then rename (no half-written file on a crash)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Print the inferred configuration, load strictly, optionally re-save the state_dict."""
-    state = read_state_dict(args.checkpoint)
-    cfg, notes = infer_config(state, args.decode_layer)
-    print(describe(cfg, notes))
-    model = build_and_load(cfg, state)
-    total = sum(p.numel() for p in model.parameters())
-    print(f"loaded strictly: {len(state)} entries, {total:,} parameters")
-    if args.out:
-        save_atomic(model.state_dict(), Path(args.out))
-        print(f"saved {args.out}")
-    return 0

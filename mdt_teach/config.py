@@ -1,6 +1,7 @@
 """Profiles and the one size switch: `setup()` picks tiny / small / full, seeds, threads, device, dtype.
 
-This is the only module that looks at `torch.cuda` or picks a dtype (design.md, "One size switch").
+This is the only module that looks at `torch.cuda` or picks a dtype: one size switch for the whole package
+(README, "Profiles, GPUs and Colab"); lessons and the trainer read what it decided from `RunConfig`.
 """
 from __future__ import annotations
 
@@ -110,15 +111,24 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False,
           caps: Capabilities | None = None) -> RunConfig:
     """Pick the profile, seed everything, set CPU threads and print one banner line."""
     caps = detect_capabilities() if caps is None else caps
-    cfg = decide(profile, caps, seed)
+    run = decide(profile, caps, seed)
     seed_everything(seed)
-    if cfg.device == "cpu":
-        torch.set_num_threads(cfg.threads)
+    if run.device == "cpu":
+        torch.set_num_threads(run.threads)
     if not quiet:
-        print(cfg.banner)
+        print(run.banner)
         if caps.colab and not caps.cuda:
             print("No GPU: on Colab choose Runtime → Change runtime type → GPU for the small profile.")
-    return cfg
+    return run
+
+
+def use_deterministic_kernels(on: bool) -> None:
+    """When `on`, deterministic CUDA kernels only (docs/reproducibility.md); cuBLAS needs a fixed workspace for
+    it. The CPU kernels the trainer uses are deterministic either way, so off changes nothing."""
+    if on:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
 
 
 def static_mode() -> bool:
@@ -127,17 +137,29 @@ def static_mode() -> bool:
 
 
 def capture_rng() -> dict:
-    """This process's python, numpy, torch CPU and CUDA RNG states."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This process's python, numpy, torch CPU and CUDA RNG states, as plain data (tensors, lists, numbers),
+    so a checkpoint holding them loads with torch.load(weights_only=True)."""
+    state = plain_rng({"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()})
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
+def plain_rng(state: dict) -> dict:
+    """numpy's state tuple ('MT19937', uint32 keys, pos, has_gauss, gauss) → a dict of plain values."""
+    name, keys, pos, has_gauss, gauss = state["numpy"] if isinstance(state["numpy"], tuple) else (None,) * 5
+    if name is None:   # already plain
+        return state
+    numpy_state = {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+                   "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
+    return {**state, "numpy": numpy_state}
+
+
 def restore_rng(state: dict) -> None:
     """Put back the states saved by `capture_rng`."""
+    n = state["numpy"]
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

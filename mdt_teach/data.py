@@ -3,7 +3,7 @@
 Every image is a float32 tensor (C, H, W) in [-1, 1]; every dataset carries `num_classes`,
 `in_channels`, `image_size` and `classes`, so the trainer can size the model from the data.
 
-The smileys world (design.md, "The toy world"): 32×32 RGB faces on a light background, class =
+The smileys world (docs/smileys.md): 32×32 RGB faces on a light background, class =
 expression. Every face has exactly two eyes, mirror-symmetric about the face's vertical axis and at
 the same height, and a mouth below them. Image i depends only on (seed, i): each image's random
 numbers come from a counter-based hash keyed on (seed, index, field), so a batch can be generated
@@ -80,7 +80,7 @@ class SmileyParams:
 
 
 def _sample_params(indices: np.ndarray, seed: int, varied: bool) -> SmileyParams:
-    """Draw every face's parameters from the design's ranges (default world or `varied`)."""
+    """Draw every face's parameters from the ranges in docs/smileys.md (default world or `varied`)."""
     u = _uniforms(seed, indices, 24)
     n = len(indices)
     label = np.minimum((u[:, 0] * len(SMILEY_CLASSES)).astype(np.int64), len(SMILEY_CLASSES) - 1)
@@ -424,6 +424,18 @@ class ImageFolder(Dataset):
         self.num_classes = len(self.classes)
         self.image_size, self.flip = int(image_size), bool(flip)
 
+    def check(self) -> None:
+        """Open every file's header (no decoding): a file Pillow cannot identify fails now, with its name, rather
+        than hours into a run."""
+        from PIL import Image, UnidentifiedImageError
+        for path in self.files:
+            try:
+                with Image.open(path):
+                    pass
+            except (OSError, UnidentifiedImageError, ValueError) as err:
+                raise ValueError(f"cannot read image {path} ({err.__class__.__name__}); remove or replace the "
+                                 "file") from None
+
     def __len__(self) -> int:
         return len(self.files)
 
@@ -440,8 +452,8 @@ DEFAULT_SMILEYS = 1_000_000   # generated on demand, so a long epoch costs nothi
 
 def make_dataset(name_or_path, image_size: int | None = None, n: int | None = None, seed: int = 0,
                  varied: bool = False, flip: bool = True) -> Dataset:
-    """"smileys", "digits", a latent-cache folder or an image folder → a Dataset with
-    `num_classes`, `in_channels`, `image_size` and `classes` (what `--data` accepts)."""
+    """"smileys", "digits" or an image folder → a Dataset with `num_classes`, `in_channels`, `image_size` and
+    `classes`. (`--data` also takes a latent cache: `data_order.make_source` opens it as a `LatentCache`.)"""
     name = str(name_or_path)
     if name in ("smileys", "smileys-varied"):
         if image_size not in (None, SMILEY_SIZE):
@@ -451,8 +463,7 @@ def make_dataset(name_or_path, image_size: int | None = None, n: int | None = No
         return Digits(image_size or 32)
     path = Path(name).expanduser()
     if (path / "manifest.json").is_file():
-        from .latent_cache import LatentCache
-        return LatentCache(path)
+        raise ValueError(f"{path} is a latent cache, not an image folder; open it with latent_cache.LatentCache")
     if not path.exists():
         raise FileNotFoundError(f"data {name!r} is neither smileys, digits nor an existing folder; "
                                 f"pass one of those ({_FOLDER_HINT})")

@@ -1,9 +1,10 @@
 """Gaussian diffusion as in ADM / DiT / MDT: schedule, q-sample, posterior, learned-range variance, VLB,
 timestep loss weights and the training objective (one pass for DiT, unmasked + masked pass for MDT).
 
-Everything follows the official `gaussian_diffusion.py` (spec §2): ε-prediction, LEARNED_RANGE variance,
-loss = w_t·mse + vb with the mean inside vb built from a detached ε̂. Schedules are float64 numpy arrays;
-per-timestep coefficients are picked with `extract` and cast to float32, as the official code does.
+Everything follows the official `masked_diffusion/gaussian_diffusion.py` (`GaussianDiffusion`, its
+`training_losses` and `p_mean_variance`): ε-prediction, LEARNED_RANGE variance, loss = w_t·mse + vb with the
+mean inside vb built from a detached ε̂. Schedules are float64 numpy arrays; per-timestep coefficients are
+picked with `extract` and cast to float32, as the official code does.
 """
 from __future__ import annotations
 
@@ -195,7 +196,7 @@ class GaussianDiffusion:
                         clip_denoised: bool = False) -> dict[str, torch.Tensor]:
         """p(x_{t-1}|x_t) from the model's raw output: mean, log_variance, pred_x0, eps (ADM `p_mean_variance`).
 
-        The official sampler never clips x̂_0 (`clip_denoised=False`, spec §3.2).
+        The official sampler never clips x̂_0 (`clip_denoised=False` in `scripts/image_sample.py` and `infer_mdt.py`).
         """
         return self._p_mean_variance(model_output, x_t, self.timesteps(t, x_t.shape[0], x_t.device), clip_denoised)
 
@@ -330,10 +331,11 @@ def quartile_means(values: torch.Tensor, t: torch.Tensor, num_timesteps: int) ->
 def training_loss(model, x0: torch.Tensor, y, diffusion: GaussianDiffusion, weighting="none", t=None,
                   generator: torch.Generator | None = None,
                   pass_loss: Callable[..., dict] = single_pass_loss) -> dict[str, torch.Tensor]:
-    """DiT: mean_b(L). MDT/MDTv2: mean_b(L_full) + mean_b(L_masked), 1:1 (spec §2.2).
+    """DiT: mean_b(L). MDT/MDTv2: mean_b(L_full) + mean_b(L_masked), 1:1.
 
-    Both MDT passes share x_0 and t; each draws its own noise (through `generator`), and the model draws its
-    own label dropout and mask. Returns `loss` (scalar to backward) and detached 0-dim tensors for logging:
+    As in the official `masked_diffusion/train_util.py: TrainLoop.forward_backward`, both MDT passes share x_0
+    and t; each draws its own noise (through `generator`), and the model draws its own label dropout and mask.
+    Returns `loss` (scalar to backward) and detached 0-dim tensors for logging:
     mse, vb (unmasked pass; mse unweighted), m_mse, m_vb (masked pass, NaN for DiT), loss_q0..loss_q3 (the
     per-sample loss averaged per timestep quartile, NaN where no sample fell), and `t`.
     """

@@ -1,4 +1,4 @@
-"""`mdt-teach cache-latents DATA OUT`: encode a dataset once into a sharded SD-VAE latent cache.
+"""Encode a dataset once into a sharded SD-VAE latent cache (`mdt-teach cache-latents DATA OUT`), and read it.
 
 Layout of OUT:
     manifest.json                what was cached (VAE, image size, latent shape, classes, shards)
@@ -12,13 +12,15 @@ skips them and finishes the rest. Images are cached unflipped (ADM centre crop, 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
 
+from .checkpoint import atomic_write, write_json
+from .data import make_dataset
 from .vae import DEFAULT_VAE, SCALE, LatentVAE, load_vae, sample_latents
 
 MANIFEST = "manifest.json"
@@ -29,23 +31,6 @@ _PLAN_KEYS = ("format", "data", "vae", "image_size", "num_images", "shard_size",
 def shard_paths(root: Path, k: int) -> tuple[Path, Path]:
     """(moments file, labels file) of shard k."""
     return root / f"shard_{k:05d}.npy", root / f"shard_{k:05d}_labels.npy"
-
-
-def _save_atomic(path: Path, array: np.ndarray) -> None:
-    """np.save to path.tmp, flush to disk, then rename: readers never see half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, obj: dict) -> None:
-    """json.dump to path.tmp, then rename."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
 
 
 def _shard_counts(num_images: int, shard_size: int) -> list[int]:
@@ -95,7 +80,7 @@ def _start_manifest(root: Path, plan: dict) -> dict:
             raise ValueError(f"{root} already holds a latent cache with different {', '.join(changed)}; "
                              "pass another OUT folder or delete this one")
     manifest = dict(plan, shards=[], complete=False)
-    _write_json_atomic(path, manifest)
+    write_json(path, manifest)
     return manifest
 
 
@@ -119,14 +104,11 @@ def cache_latents(data, out, vae=DEFAULT_VAE, image_size: int = 256, batch_size:
     """Encode `data` (image folder, "digits", ...) into OUT; skips shards already complete.
 
     Returns {"written": [...], "skipped": [...]} shard numbers."""
-    from tqdm.auto import tqdm
-
-    from .data import make_dataset
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard size {shard_size} and batch size {batch_size} must be >= 1")
-    dataset = make_dataset(data, image_size=image_size, flip=False)
-    if isinstance(dataset, LatentCache):
+    if (Path(data) / MANIFEST).is_file():
         raise ValueError(f"{data} is already a latent cache; pass the image folder it was made from")
+    dataset = make_dataset(data, image_size=image_size, flip=False)
     vae = _as_vae(vae).to(device)
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
@@ -143,12 +125,12 @@ def cache_latents(data, out, vae=DEFAULT_VAE, image_size: int = 256, batch_size:
                 continue
             moments, labels = _encode_shard(dataset, k * shard_size, count, vae, batch_size, workers, bar)
             moments_path, labels_path = shard_paths(root, k)
-            _save_atomic(labels_path, labels)
-            _save_atomic(moments_path, moments)                       # renamed last: marks the shard done
+            atomic_write(labels_path, lambda f: np.save(f, labels))
+            atomic_write(moments_path, lambda f: np.save(f, moments))    # renamed last: marks the shard done
             report["written"].append(k)
     manifest.update(shards=[{"file": shard_paths(root, k)[0].name, "count": c} for k, c in enumerate(counts)],
                     complete=True)
-    _write_json_atomic(root / MANIFEST, manifest)
+    write_json(root / MANIFEST, manifest)
     return report
 
 
@@ -198,28 +180,3 @@ class LatentCache(Dataset):
         mean, std = self.moments(i)
         z = sample_latents(mean, std) if self.sample else mean * SCALE
         return (z.flip(-1) if self.flip and torch.rand(()) < 0.5 else z), int(self._labels[i])
-
-
-def add_arguments(parser) -> None:
-    """Arguments of `mdt-teach cache-latents`."""
-    parser.add_argument("data", help="image folder (ADM naming or class subfolders), or digits")
-    parser.add_argument("out", help="output folder (created; rerun with the same arguments to resume)")
-    parser.add_argument("--vae", default=DEFAULT_VAE,
-                        help=f"hub id or local folder of an AutoencoderKL (default {DEFAULT_VAE}; 'tiny' = test-only random VAE)")
-    parser.add_argument("--image-size", type=int, default=256, help="pixel side after the ADM centre crop")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--shard-size", type=int, default=10_000, help="images per shard file")
-    parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader workers")
-    parser.add_argument("--device", default=None, help="cpu or cuda (default: what mdt_teach.setup picks)")
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def run(args) -> int:
-    """Entry point of `mdt-teach cache-latents`."""
-    from .config import setup
-    device = args.device or setup(quiet=True).device
-    report = cache_latents(args.data, args.out, vae=args.vae, image_size=args.image_size,
-                           batch_size=args.batch_size, shard_size=args.shard_size, workers=args.workers,
-                           device=device, progress=not args.no_progress)
-    print(f"cache-latents: {args.out}: wrote shards {report['written']}, kept {report['skipped']}")
-    return 0

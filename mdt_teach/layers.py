@@ -1,4 +1,4 @@
-"""Building blocks shared by DiT, MDT and MDTv2 (spec §1.2–1.7, §1.12), with the official names.
+"""Building blocks shared by DiT, MDT and MDTv2 (official `masked_diffusion/models.py`), with the official names.
 
 Every module here keeps the official parameter names (`x_embedder.proj`, `t_embedder.mlp.0`,
 `attn.rel_pos_bias.relative_position_bias_table`, ...) so published checkpoints load with strict=True.
@@ -30,7 +30,10 @@ def sincos_1d(embed_dim: int, pos: torch.Tensor) -> torch.Tensor:
 
 
 def sincos_2d(embed_dim: int, grid_size: int) -> torch.Tensor:
-    """2-D sin-cos table (spec §1.7): column index in channels [0, D/2), row index in [D/2, D)."""
+    """2-D sin-cos table: column index in channels [0, D/2), row index in [D/2, D).
+
+    Official `masked_diffusion/models.py: get_2d_sincos_pos_embed` (MAE's layout).
+    """
     if embed_dim % 4:
         raise ValueError(f"hidden size {embed_dim} is not divisible by 4; the 2-D sin-cos table needs a multiple of 4")
     g = torch.arange(grid_size, dtype=torch.float64)
@@ -41,7 +44,10 @@ def sincos_2d(embed_dim: int, grid_size: int) -> torch.Tensor:
 
 
 def timestep_embedding(t: torch.Tensor, dim: int = 256, max_period: float = 10000.0) -> torch.Tensor:
-    """GLIDE/DiT timestep features [cos(t·f), sin(t·f)], f_k = exp(-ln(max_period)·k/half) (spec §1.3)."""
+    """GLIDE/DiT timestep features [cos(t·f), sin(t·f)], f_k = exp(-ln(max_period)·k/half).
+
+    Official `masked_diffusion/models.py: TimestepEmbedder.timestep_embedding`.
+    """
     half = dim // 2
     freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half).to(t.device)
     args = t[:, None].float() * freqs[None]                # (B, half)
@@ -80,7 +86,10 @@ class PatchEmbed(nn.Module):
 
 
 class TimestepEmbedder(nn.Module):
-    """Integer timestep → 256 frequency features [cos, sin] → Linear, SiLU, Linear (spec §1.3)."""
+    """Integer timestep → 256 frequency features [cos, sin] → Linear, SiLU, Linear.
+
+    Official `masked_diffusion/models.py: TimestepEmbedder`.
+    """
 
     def __init__(self, hidden_size: int, frequency_embedding_size: int = 256):
         super().__init__()
@@ -97,8 +106,9 @@ class TimestepEmbedder(nn.Module):
 
 
 class LabelEmbedder(nn.Module):
-    """Class table with one extra null row (index num_classes) and label dropout for CFG (spec §1.4).
+    """Class table with one extra null row (index num_classes) and label dropout for CFG.
 
+    Official `masked_diffusion/models.py: LabelEmbedder` and DiT's `models.py: LabelEmbedder`.
     MDT draws the dropout coins on the CPU (`draw_on_cpu=True`), DiT on the labels' device; only the
     RNG stream differs.
     """
@@ -153,11 +163,18 @@ class RelativePositionBias(nn.Module):
         nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02, a=-2.0, b=2.0)
 
     def forward(self, ids_keep: torch.Tensor | None = None) -> torch.Tensor:
-        """Full bias (H, N, N), or the kept×kept bias (B, H, K, K) in ids_keep order (spec §1.6)."""
+        """Full bias (H, N, N), or the kept×kept bias (B, H, K, K) in ids_keep order.
+
+        Official `masked_diffusion/models.py: RelativePositionBias.forward` and `Attention.get_masked_rel_bias`.
+        """
         index = self.relative_position_index
         if ids_keep is not None:
             index = index[ids_keep[:, :, None], ids_keep[:, None, :]]   # (B, K, K): gather indices, not biases
-        bias = self.relative_position_bias_table[index]                 # (..., K, K, H)
+        # index_select, not table[index]: the same gather, but its backward (index_add) sums the gradient of a
+        # table row in a fixed order, where advanced indexing's backward adds with atomics across CPU threads
+        # and makes two identical runs differ in the last bits (docs/reproducibility.md).
+        bias = self.relative_position_bias_table.index_select(0, index.reshape(-1))   # (B·K·K, H)
+        bias = bias.view(*index.shape, -1)                              # (..., K, K, H)
         return bias.movedim(-1, -3)                                     # (..., H, K, K)
 
 
@@ -205,7 +222,10 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """adaLN-Zero transformer block (spec §1.5), optionally with MDTv2's skip_linear on concat[x, skip]."""
+    """adaLN-Zero transformer block, optionally with MDTv2's skip_linear on concat[x, skip].
+
+    Official `masked_diffusion/models.py: MDTBlock` (DiT's `models.py: DiTBlock` without the skip).
+    """
 
     def __init__(self, hidden_size: int, num_heads: int, mlp_ratio: float = 4.0,
                  grid_size: int | None = None, skip: bool = False):
@@ -229,7 +249,10 @@ class Block(nn.Module):
 
 
 class FinalLayer(nn.Module):
-    """adaLN (shift, scale) on a non-affine LayerNorm, then Linear(D → p²·C_out) (spec §1.12)."""
+    """adaLN (shift, scale) on a non-affine LayerNorm, then Linear(D → p²·C_out).
+
+    Official `masked_diffusion/models.py: FinalLayer`.
+    """
 
     def __init__(self, hidden_size: int, patch_size: int, out_channels: int):
         super().__init__()

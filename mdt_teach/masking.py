@@ -1,4 +1,7 @@
-"""MAE-style per-sample random masking and the MDT / MDTv2 mask-ratio draw (spec §1.8).
+"""MAE-style per-sample random masking and the MDT / MDTv2 mask-ratio draw.
+
+Official `masked_diffusion/models.py: MDTv2.random_masking` and the ratio draw in `MDTv2.forward`
+(MDT v1 on the `mdtv1` branch uses the fixed ratio).
 
 With the global RNG the draws happen in the official order — the ratio first (`torch.rand(1)` on
 x's device, MDTv2 only), then the per-token noise `torch.rand(B, L)` on x's device — so a seeded

@@ -1,6 +1,6 @@
 """Metrics: the two-eyes checker, the Fréchet distance, FD-smileys, and (optional) Inception FID.
 
-* `two_eyes(images, labels)` checks the structure every real smiley has (design.md, "The toy world"):
+* `two_eyes(images, labels)` checks the structure every real smiley has (docs/smileys.md, "The two-eyes checker"):
   one face, exactly two eyes, mirror-symmetric and at the same height, a mouth below them. Its
   `.score` is the **two-eyes score**: the fraction of images that pass.
 * `fd_smileys(a, b)` is the Fréchet distance between two image sets in the feature space of a small
@@ -21,7 +21,9 @@ import torch
 from scipy import ndimage
 from torch import nn
 
-from .data import SMILEY_CLASSES
+from .checkpoint import read_torch_file
+from .data import SMILEY_CLASSES, smileys_batch
+from .resources import data_file
 
 # ----------------------------------------------------------------------------------------------
 # The two-eyes checker
@@ -325,10 +327,9 @@ _NETS: dict = {}
 
 def load_feature_net(path=None) -> FeatureNet:
     """The committed feature net (data/feature_net.pt, from tools/train_feature_net.py), eval mode, cached."""
-    from .resources import data_file
     path = str(path or data_file(FEATURE_NET_FILE))
     if path not in _NETS:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        blob = read_torch_file(path)
         net = FeatureNet(**blob["config"])
         net.load_state_dict(blob["state_dict"])
         _NETS[path] = net.eval().requires_grad_(False)
@@ -358,6 +359,31 @@ def fd_smileys(images_a, images_b, net: FeatureNet | None = None) -> float:
 # ----------------------------------------------------------------------------------------------
 # Inception FID (optional, through torch-fidelity)
 # ----------------------------------------------------------------------------------------------
+REFERENCE_SEED = 1_000_003   # the smileys world of the FD reference faces (no training run uses it)
+_REFERENCE_STATS: dict = {}
+
+
+def reference_stats(n: int):
+    """(mu, sigma) of n real faces from a world the training never sees (cached; FD needs equal counts)."""
+    if n not in _REFERENCE_STATS:
+        _REFERENCE_STATS[n] = gaussian_stats(smiley_features(smileys_batch(n, seed=REFERENCE_SEED)[0]))
+    return _REFERENCE_STATS[n]
+
+
+def score_smileys(images, labels=None) -> dict:
+    """two_eyes (fraction passing), its funnel, expression accuracy and FD-smileys against as many real faces."""
+    images = torch.as_tensor(images).clamp(-1, 1)
+    result = two_eyes(images, labels)
+    funnel = {f"funnel_{k}": float(v) for k, v in result.funnel.items()}
+    extra = {} if result.expression_accuracy is None else {"expression": result.expression_accuracy}
+    try:
+        fd = float(fd_smileys(images, reference_stats(len(images))))
+    except FileNotFoundError as err:  # the feature net is a committed artefact; say so, keep the score
+        warnings.warn(f"FD-smileys skipped: {err}", stacklevel=2)
+        fd = None
+    return {"two_eyes": float(result.score), **funnel, **extra, "fd_smileys": fd}
+
+
 ADM_REFERENCE_BATCH = "VIRTUAL_imagenet256_labeled.npz"
 _FID_INSTALL = ("Inception FID needs torch-fidelity and a torchvision built for your torch: "
                 "pip install \"mdt-teach[fid]\" (FD-smileys works without it)")

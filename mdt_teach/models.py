@@ -1,4 +1,7 @@
-"""DiT, MDT (v1) and MDTv2 with the official parameter names, init and forward passes (spec §1, §4, §5).
+"""DiT, MDT (v1) and MDTv2 with the official parameter names, init and forward passes.
+
+Sources: `masked_diffusion/models.py` of sail-sg/MDT (branch `main` for MDTv2, `mdtv1` for MDT) and
+facebookresearch/DiT's `models.py`.
 
 `build_model("MDTv2-S/2")` gives the official configuration; `MODEL_PRESETS` lists every name.
 State-dict keys and their order equal the official ones, so published checkpoints load strictly
@@ -15,6 +18,7 @@ import torch.nn as nn
 from .layers import (Block, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_2d,
                      unpatchify)
 from .masking import draw_mask_ratio, random_masking, unshuffle_with_tokens
+from .sampling import cfg_forward   # the one implementation of the guided mix
 
 FAMILIES = ("DiT", "MDT", "MDTv2")
 
@@ -93,7 +97,7 @@ class DiffusionTransformer(nn.Module):
         return [self.pos_embed]
 
     def initialize_weights(self) -> None:
-        """Official init (spec §1.14): xavier linears, sin-cos pos embeds, N(0,.02²) embeddings, zeroed adaLN/final."""
+        """Official init (`MDTv2.initialize_weights`): xavier linears, sin-cos pos, N(0,.02²) embeds, 0 adaLN/final."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -181,7 +185,7 @@ class DiffusionTransformer(nn.Module):
     def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float | None = None,
                          diffusion_steps: int = 1000, scale_pow: float = 4.0,
                          guided_channels: int | None = 3) -> torch.Tensor:
-        """Official CFG on the doubled batch [z; z] with labels [y; null] and the power-cosine weight (spec §3.3).
+        """Official CFG (`MDTv2.forward_with_cfg`) on the doubled batch [z; z], labels [y; null], power-cosine weight.
 
         Only the first `guided_channels` ε channels are guided (3 = DiT/MDT's legacy; None = all
         in_channels); scale_pow = 0 gives DiT's constant scale.
@@ -190,13 +194,11 @@ class DiffusionTransformer(nn.Module):
             return self.forward(x, t, y)
         if len(x) % 2:
             raise ValueError(f"forward_with_cfg needs the doubled batch [z; z] (even size), got {len(x)} images")
-        from .sampling import cfg_forward  # the one implementation of the guided mix (sampling.combine_cfg)
-
         return cfg_forward(self, x, t, y, cfg_scale, scale_pow, guided_channels, diffusion_steps)
 
 
 class DiT(DiffusionTransformer):
-    """DiT (Peebles & Xie): frozen sin-cos pos_embed, plain blocks, no relative bias (spec §5)."""
+    """DiT (arXiv 2212.09748; DiT's `models.py: DiT`): frozen sin-cos pos_embed, plain blocks, no relative bias."""
 
     def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
                  depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
@@ -230,7 +232,7 @@ class _MDTBase(DiffusionTransformer):
         return [self.pos_embed, self.decoder_pos_embed]
 
     def initialize_weights(self) -> None:
-        """Shared init, then the mask token ~ N(0, 0.02²) when the model masks (spec §1.14)."""
+        """Shared init, then the mask token ~ N(0, 0.02²) when the model masks (`MDTv2.initialize_weights`)."""
         super().initialize_weights()
         if self.mask_ratio is not None:
             nn.init.normal_(self.mask_token, std=0.02)
@@ -250,7 +252,7 @@ class _MDTBase(DiffusionTransformer):
 
     def forward_side_interpolater(self, h: torch.Tensor, c: torch.Tensor, mask: torch.Tensor,
                                   ids_restore: torch.Tensor) -> torch.Tensor:
-        """Side-interpolater (spec §1.9): fill mask tokens, add decoder_pos_embed, one block, masked shortcut."""
+        """Side-interpolater (`MDTv2.forward_side_interpolater`): mask tokens, decoder_pos_embed, block, shortcut."""
         x_before = unshuffle_with_tokens(h, self.mask_token, ids_restore) + self.decoder_pos_embed  # (B, N, D)
         x_side = x_before
         for block in self.sideblocks:
@@ -275,7 +277,7 @@ class _MDTBase(DiffusionTransformer):
 
 
 class MDT(_MDTBase):
-    """MDT v1 (ICCV 2023): `depth` blocks, side-interpolater before the last `decode_layer` (spec §1.10)."""
+    """MDT v1 (ICCV 2023; `MDT.forward`, branch `mdtv1`): side-interpolater before the last `decode_layer` blocks."""
 
     family = "MDT"
 
@@ -310,7 +312,7 @@ class MDT(_MDTBase):
 
 
 class MDTv2(_MDTBase):
-    """MDTv2: U-Net encoder (long skips), side-interpolater, decoder with dense input skips (spec §1.11)."""
+    """MDTv2 (`MDTv2.forward`; arXiv 2303.14389 v2): U-Net encoder (long skips), side-interpolater, dense decoder."""
 
     family = "MDTv2"
     default_jitter = 0.2
@@ -373,7 +375,7 @@ def _validate(cfg: ModelConfig) -> None:
 
 
 def _validate_mdt(cfg: ModelConfig) -> None:
-    """MDT-only checks: mask ratio range and the decoder depth arithmetic (spec §7.11)."""
+    """MDT-only checks: mask ratio range and the decoder depth arithmetic (official `MDTv2.__init__`)."""
     dl = cfg.decode_layer
     if dl is None or int(dl) != dl:
         raise ValueError(f"{cfg.family} needs an integer decode_layer (official: MDT 2, MDTv2 4 or 6 for S/2)")

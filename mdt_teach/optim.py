@@ -1,6 +1,7 @@
 """Adan, the optimizer MDTv2 trains with: Adaptive Nesterov momentum (Xie et al. 2022, official `adan.py`).
 
-Per element, on step k of a param group, with the (optionally clipped) gradient g (adan.md §2):
+Per element, on step k of a param group, with the (optionally clipped) gradient g, as sail-sg/Adan's
+`adan.py: Adan.step` / `_single_tensor_adan` compute it (paper: arXiv 2208.06677, Algorithm 1):
 
     d = g_k − g_{k−1}                      m ← β1·m + (1−β1)·g          (exp_avg)
     z = g + β2·d                           v ← β2·v + (1−β2)·d          (exp_avg_diff)
@@ -31,7 +32,7 @@ STATE_KEYS = ("exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad")  # m, v, 
 
 def adan_step_single(theta, g, m, v, n, neg_g_prev, *, step: int, lr: float, betas, eps: float,
                      weight_decay: float = 0.0, no_prox: bool = False) -> None:
-    """One Adan step on one tensor, in place (adan.md §2; official `_single_tensor_adan`)."""
+    """One Adan step on one tensor, in place (official sail-sg/Adan `adan.py: _single_tensor_adan`)."""
     beta1, beta2, beta3 = betas
     d = neg_g_prev.add_(g)                            # d = g_k − g_{k−1} (the buffer held −g_{k−1})
     m.lerp_(g, 1 - beta1)                             # m ← β1·m + (1−β1)·g
@@ -122,7 +123,7 @@ def _waves(rows: list, max_numel: int):
 
 
 class Adan(Optimizer):
-    """Adan (official `adan.Adan` semantics, adan.md §2): three moments, bias corrections, prox decay, clipping."""
+    """Adan (official sail-sg/Adan `adan.py: Adan` semantics): three moments, bias corrections, prox decay, clipping."""
 
     cpu_wave_numel = 2 ** 19   # elements per foreach wave on CPU: 7 fp32 buffers ≈ 14 MiB stay in L3
 

@@ -1,4 +1,4 @@
-"""`mdt-teach plan`: memory per GPU of a training run and the torchrun command that launches it.
+"""Memory per GPU of a training run and the torchrun command that launches it (`mdt-teach plan`).
 
 Static memory comes from the parameter count (weights, gradients, optimizer state — Adan keeps 4 buffers
 per parameter, AdamW 2 — and the EMA copy). Activations are *measured* on the meta device (no memory,
@@ -10,14 +10,14 @@ estimate: CUDA context, allocator slack and backward temporaries come on top.
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .train import DTYPE_NAMES as DTYPES
+from .models import MODEL_PRESETS, build_model
+from .recipe import DTYPE_NAMES as DTYPES
 
 GB = 1e9
 OPT_BUFFERS = {"adan": 4, "adamw": 2}   # Adan: m, v (diff), n, previous gradient; AdamW: m, v
@@ -117,7 +117,6 @@ def saved_bytes(model, batch: int, dtype: str = "float32") -> int:
 
 def meta_model(name: str, **overrides):
     """The preset on the meta device, its mask ratio fixed at the low end (the most tokens kept)."""
-    from .models import MODEL_PRESETS, build_model
 
     if name not in MODEL_PRESETS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_PRESETS)}")
@@ -190,7 +189,7 @@ def torchrun_command(model: str, gpus: int, gpus_per_node: int, global_batch: in
     """The launch line(s): one node (--standalone) or several (c10d rendezvous, run on every node)."""
     if gpus > gpus_per_node and gpus % gpus_per_node:
         raise ValueError(f"{gpus} GPUs do not fill nodes of {gpus_per_node}; use a multiple of {gpus_per_node}")
-    train = (f"-m mdt_teach.train --profile full --model {model} --data {data} --batch-size {global_batch}"
+    train = (f"-m mdt_teach train --profile full --model {model} --data {data} --batch-size {global_batch}"
              f" --dtype {DTYPES[dtype]}" + (f" --opt {opt}" if opt else "") + (" --zero" if zero else "")
              + (f" --grad-accum {grad_accum}" if grad_accum > 1 else "")
              + f" --out runs/{model.lower().replace('/', '')}")
@@ -222,30 +221,3 @@ def format_plan(plan: MemoryPlan, other: MemoryPlan | None = None) -> str:
         lines.append(f"  with {other.opt}{' + ZeRO' if other.zero else ''} instead: optimizer "
                      f"{other.optimizer / GB:.2f} GB, total {other.total / GB:.2f} GB")
     return "\n".join(lines)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `mdt-teach plan`."""
-    parser.add_argument("--model", default="MDTv2-XL/2", help="preset (default MDTv2-XL/2)")
-    parser.add_argument("--gpus", type=int, default=8, help="total number of GPUs (default 8)")
-    parser.add_argument("--gpus-per-node", type=int, default=8, help="GPUs per node (default 8)")
-    parser.add_argument("--global-batch", type=int, default=256, help="global batch (official 256)")
-    parser.add_argument("--grad-accum", type=int, default=1, help="accumulation steps per GPU (default 1)")
-    parser.add_argument("--zero", action="store_true", help="shard the optimizer state (ZeroRedundancyOptimizer)")
-    parser.add_argument("--opt", default=None, help="adan | adamw (default: the model's recipe)")
-    parser.add_argument("--dtype", default="bf16", help="fp32 | bf16 | fp16 autocast (default bf16)")
-    parser.add_argument("--data", default="PATH/TO/latents", help="data path written into the command")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Print the memory table and the launch command."""
-    from .train import recipe
-
-    opt = args.opt or recipe(args.model)["opt"]
-    plan = memory_plan(args.model, args.gpus, args.global_batch, opt, args.zero, args.dtype, args.grad_accum)
-    print(format_plan(plan, with_optimizer(plan, "adamw" if opt == "adan" else "adan")))
-    print("launch:")
-    for line in torchrun_command(args.model, args.gpus, args.gpus_per_node, args.global_batch, args.zero,
-                                 args.opt, args.dtype, args.data, args.grad_accum):
-        print("  " + line)
-    return 0

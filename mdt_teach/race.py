@@ -3,17 +3,26 @@ each MDTv2 ingredient (masking, Adan, Min-SNR). Every variant trains the tiny pr
 depth), on the same data order with the same seed, and is evaluated at fixed step intervals with a fixed
 sampler and fixed noise: two-eyes score, its funnel, and FD-smileys. The results (JSON curves, small
 sample grids, summary.json with the speed-ups at equal steps and equal wall-clock) go to `data/race/`.
+
+The race can be stopped and continued: a finished variant is a file `<out>/<variant>.json` that the race
+skips; an unfinished one resumes from its checkpoint under `work/` with its curve so far (`curve_partial.json`).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from .checkpoint import list_checkpoints, read_checkpoint, latest_checkpoint, write_json
+from .metrics import score_smileys
+from .recipe import TrainConfig
+from .sampling import generate
+from .train import Trainer
+from .viz.images import save_grid
 
 
 @dataclass(frozen=True)
@@ -52,18 +61,13 @@ def parse_variants(text: str | None) -> list[Variant]:
     return [VARIANTS[n] for n in names]
 
 
-def write_json(path: Path, obj) -> None:
-    """Write JSON to a temporary name, then rename (never a half-written file)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
 class Evaluator:
     """The trainer hook: every `every` steps, score `n` EMA samples (fixed noise) with the clock paused."""
 
-    def __init__(self, folder: Path, every: int, n: int, grid: int = 8, sample_steps: str = "ddim25"):
-        self.folder, self.every, self.n, self.grid, self.sample_steps = folder, every, n, grid, sample_steps
+    def __init__(self, folder: Path, every: int, n: int, grid: int = 8, sample_steps: str = "ddim25",
+                 method: str = "ddim"):
+        self.folder, self.every, self.n, self.grid = folder, every, n, grid
+        self.sample_steps, self.method = sample_steps, method
         self.curve: list[dict] = []
         self.partial: Path | None = None  # where the curve so far is kept, for a resumed race
 
@@ -73,16 +77,12 @@ class Evaluator:
 
     def evaluate(self, trainer) -> dict:
         """Generate, score and record one point of the curve; the time it takes is not training time."""
-        from .eval_cli import generate, score_smileys
-        from .viz.images import save_grid
-
         if self.curve and self.curve[-1]["step"] == trainer.step:
             return self.curve[-1]
         seconds = round(trainer.elapsed(), 2) if trainer.step else 0.0  # training time, before this eval
         with trainer.paused():
-            method = "ddim" if self.sample_steps.startswith("ddim") else "ddpm"
             images, labels = generate(trainer.ema.model, self.n, diffusion=trainer.diffusion,
-                                      steps=self.sample_steps, method=method, seed=12345)
+                                      steps=self.sample_steps, method=self.method, seed=12345)
             point = {"step": trainer.step, "seconds": seconds,
                      **{k: round(v, 5) for k, v in score_smileys(images, labels).items()}}
             if self.grid:
@@ -95,12 +95,11 @@ class Evaluator:
         return point
 
 
-def make_trainer(v: Variant, work: Path, seed: int, batch_size: int, minutes=None, steps=None, resume=False):
+def make_trainer(v: Variant, work: Path, seed: int, batch_size: int, minutes=None, steps=None, resume=False,
+                 ckpt_every: int = 100):
     """A Trainer for one variant: the tiny preset, its recipe plus the variant's overrides, smileys."""
-    from .train import TrainConfig, Trainer
-
     cfg = TrainConfig(model=v.model, data="smileys", minutes=minutes, steps=steps, batch_size=batch_size,
-                      seed=seed, out=str(work / v.name), ckpt_every=100, keep=1, eval_samples=0,
+                      seed=seed, out=str(work / v.name), ckpt_every=ckpt_every, keep=1, eval_samples=0,
                       grid_samples=0, sample_every=0, progress=False, resume=resume, **v.overrides)
     return Trainer(cfg, log=lambda *a, **k: None)
 
@@ -120,21 +119,22 @@ def calibrate(variants: list[Variant], work: Path, seed: int, batch_size: int, r
 
 
 def run_variant(v: Variant, out: Path, work: Path, steps: int, seed: int, batch_size: int,
-                every: int, n: int, sample_steps: str = "ddim25") -> dict:
-    """Train one variant for `steps` steps, evaluating every `every` steps; resumes an interrupted run."""
-    from .train import list_checkpoints
-
+                every: int, n: int, sample_steps: str = "ddim25", method: str = "ddim") -> dict:
+    """Train one variant for `steps` steps, evaluating every `every` steps; resumes an interrupted run from its
+    checkpoint under `work/<variant>` and its curve so far (points after that checkpoint are evaluated again)."""
     folder = out / v.name
     folder.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(folder, every, n, sample_steps=sample_steps)
-    partial = folder / "curve_partial.json"
-    resume = partial.exists() and bool(list_checkpoints(work / v.name / "ckpt"))
-    trainer = make_trainer(v, work, seed, batch_size, steps=steps, resume=resume)
+    evaluator = Evaluator(folder, every, n, sample_steps=sample_steps, method=method)
+    evaluator.partial = folder / "curve_partial.json"
+    resume = bool(list_checkpoints(work / v.name))
+    trainer = make_trainer(v, work, seed, batch_size, steps=steps, resume=resume, ckpt_every=min(100, every))
     if resume:
-        evaluator.curve = json.loads(partial.read_text())
+        at = read_checkpoint(latest_checkpoint(work / v.name))["step"]
+        saved = json.loads(evaluator.partial.read_text()) if evaluator.partial.exists() else []
+        evaluator.curve = [p for p in saved if p["step"] <= at]
+        print(f"race: {v.name} resumes at step {at} ({len(evaluator.curve)} evaluations kept)", flush=True)
     else:
         evaluator.evaluate(trainer)  # step 0: the zero-initialised model
-    evaluator.partial = partial
     trainer.fit(hooks=evaluator)
     evaluator.evaluate(trainer)  # the final point
     record = {"name": v.name, "label": v.label, "model": v.model, "isolates": v.isolates,
@@ -143,7 +143,7 @@ def run_variant(v: Variant, out: Path, work: Path, steps: int, seed: int, batch_
               "seconds_per_step": round(trainer.elapsed() / max(1, trainer.step), 4),
               "curve": evaluator.curve}
     write_json(out / f"{v.name}.json", record)
-    partial.unlink(missing_ok=True)
+    evaluator.partial.unlink(missing_ok=True)
     return record
 
 
@@ -190,7 +190,7 @@ def summarize(records: dict[str, dict], baseline: str = "dit") -> dict:
 
 def run_race(out: Path, budget: float, seed: int = 0, variants: list[Variant] | None = None,
              batch_size: int = 32, every: int = 250, n: int = 512, work: Path = Path("runs/race"),
-             label: str = "cpu", sample_steps: str = "ddim25") -> dict:
+             label: str = "cpu", sample_steps: str = "ddim25", method: str = "ddim") -> dict:
     """Run every variant not already finished in `out` (resumable), then write summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     variants = variants or list(VARIANTS.values())
@@ -211,21 +211,16 @@ def run_race(out: Path, budget: float, seed: int = 0, variants: list[Variant] | 
         steps = max(every, int(60 * budget / per_step[v.name]))  # equal wall-clock at the calibrated speed
         print(f"race: {v.label} ({v.model}) — isolates {v.isolates}; {steps} steps "
               f"= {budget:g} min at {per_step[v.name]:.3f} s/step", flush=True)
-        records[v.name] = run_variant(v, out, work, steps, seed, batch_size, every, n, sample_steps)
+        records[v.name] = run_variant(v, out, work, steps, seed, batch_size, every, n, sample_steps, method)
     for name, rec in records.items():
         write_json(out / f"{name}.json", with_calibrated_seconds(rec, per_step[name]))
     summary = summarize(records) if "dit" in records else {"models": {}}
     summary.update(label=label, budget_minutes=budget, seed=seed, batch_size=batch_size, eval_every=every,
-                   eval_samples=n, sampler=sample_steps, threads=_threads(), finished=time.strftime("%Y-%m-%d %H:%M:%S"))
+                   eval_samples=n, sampler=f"{method} {sample_steps}", threads=torch.get_num_threads(),
+                   finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     write_json(out / "summary.json", summary)
     print(format_table(summary), flush=True)
     return summary
-
-
-def _threads() -> int:
-    import torch
-
-    return torch.get_num_threads()
 
 
 def format_table(summary: dict) -> str:
@@ -257,27 +252,3 @@ def curve_array(record: dict, key: str) -> tuple[np.ndarray, np.ndarray, np.ndar
     c = record["curve"]
     return (np.array([p["step"] for p in c]), np.array([p.get("cal_seconds", p["seconds"]) for p in c]),
             np.array([p[key] for p in c], dtype=float))
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of `mdt-teach race`."""
-    parser.add_argument("--budget", type=float, default=12.0, help="training minutes per model (default 12)")
-    parser.add_argument("--out", default="data/race/cpu", help="results folder (default data/race/cpu)")
-    parser.add_argument("--variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)}")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--eval-every", type=int, default=250, help="evaluate every N steps (default 250)")
-    parser.add_argument("--eval-samples", type=int, default=512, help="samples per evaluation (default 512)")
-    parser.add_argument("--label", default="cpu", help="what ran it, stored in summary.json (cpu / gpu)")
-    parser.add_argument("--sample-steps", default="ddim25",
-                        help="the fixed evaluation sampler: ddimK (deterministic) or K DDPM steps (default ddim25)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Validate every flag before anything is written, then race."""
-    variants = parse_variants(args.variants)
-    if args.budget <= 0 or args.eval_every <= 0 or args.eval_samples <= 0:
-        raise ValueError("--budget, --eval-every and --eval-samples must be positive")
-    run_race(Path(args.out), args.budget, args.seed, variants, args.batch_size, args.eval_every,
-             args.eval_samples, label=args.label, sample_steps=args.sample_steps)
-    return 0

@@ -1,8 +1,10 @@
 """Sampling: timestep respacing, ancestral DDPM with learned variance, DDIM, and classifier-free guidance
-with MDT's power-cosine scale schedule (spec §3).
+with MDT's power-cosine scale schedule. Official sources, under `masked_diffusion/`: `respace.py`,
+`gaussian_diffusion.py: p_sample_loop, ddim_sample_loop` and `models.py: MDTv2.forward_with_cfg`.
 
 The model always receives the ORIGINAL timestep index (0..999) as an integer tensor, also when sampling
-with 250 respaced steps (spec §3.1, §7.14). All noise is drawn through one `torch.Generator` when given.
+with 250 respaced steps (official `respace.py: _WrappedModel` maps step i to `timestep_map[i]`).
+All noise is drawn through one `torch.Generator` when given.
 """
 from __future__ import annotations
 
@@ -113,7 +115,7 @@ def _power_cos_scale(t, cfg_scale: float, scale_pow: float, num_timesteps: int):
 
 
 def cfg_scale_at(t, cfg_scale: float, scale_pow: float = 4.0, T: int = 1000):
-    """Guidance weight at original timestep t (MDT's power-cosine CFG, official `forward_with_cfg`, spec §3.3):
+    """Guidance weight at original timestep t (MDT's power-cosine CFG, official `MDTv2.forward_with_cfg`):
     w_eff(t) = 1 + (w − 1)·(1 − cos(π·(1 − t/T)^s))/2, so w_eff(T−1) ≈ 1 and w_eff(0) = w."""
     values = np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t)
     if values.size and (values.min() < 0 or values.max() > T - 1):
@@ -179,7 +181,10 @@ def ddim_step(diffusion: GaussianDiffusion, model_out, x: torch.Tensor, i: torch
 
 @contextmanager
 def _eval_mode(model):
-    """Label dropout and masking are off in eval mode (spec §7.19); restore the caller's mode afterwards."""
+    """Label dropout and masking are off in eval mode; restore the caller's mode afterwards.
+
+    The official `infer_mdt.py` likewise calls `model.eval()` before sampling.
+    """
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
@@ -227,8 +232,8 @@ def sample_loop(model, shape_or_z, y, diffusion: GaussianDiffusion, steps="250",
     """Yield {"i", "t", "x", "pred_x0"} after every reverse step (first half of the batch only with CFG).
 
     Arguments are checked here, before the first step. cfg_scale = 1 runs the plain batch; otherwise the
-    batch is [z; z] with labels [y; null] (spec §3.3) and noise is drawn for the whole doubled batch, as the
-    official loop does. `steps=None` samples with `diffusion` as it is.
+    batch is [z; z] with labels [y; null] (official `infer_mdt.py`, `scripts/image_sample.py`) and noise is
+    drawn for the whole doubled batch, as the official loop does. `steps=None` samples with `diffusion` as it is.
     """
     device = _model_device(model)
     z = randn(tuple(shape_or_z), generator, device) if not isinstance(shape_or_z, torch.Tensor) \
@@ -280,3 +285,19 @@ def sample(model, shape_or_z, y, diffusion: GaussianDiffusion, steps="250", cfg_
                             generator, progress, clip_denoised, guided_channels):
         pass
     return last["x"]
+
+
+def generate(model, n: int, diffusion: GaussianDiffusion | None = None, steps="100", cfg_scale: float = 1.0,
+             seed: int = 0, method: str = "ddpm", batch: int = 256, labels=None, scale_pow: float = 4.0):
+    """n samples of `model` (classes 0, 1, 2, ... in turn unless `labels`), drawn through one seeded generator so
+    the global RNG is never touched (the trainer's grids, `mdt-teach sample` / `eval`, the race);
+    returns (x0 (n, C, H, W) on the CPU, labels)."""
+    diffusion = diffusion or GaussianDiffusion()
+    device = _model_device(model)
+    labels = torch.arange(n) % model.num_classes if labels is None else torch.as_tensor(labels).long()
+    gen = torch.Generator(device=device).manual_seed(seed)
+    shape = (model.in_channels, model.input_size, model.input_size)
+    chunks = [sample(model, (len(y),) + shape, y.to(device), diffusion, steps=steps, cfg_scale=cfg_scale,
+                     scale_pow=scale_pow, method=method, generator=gen) for y in labels.split(batch)]
+    images = torch.cat(chunks).float().cpu() if chunks else torch.zeros((0,) + shape)
+    return images, labels

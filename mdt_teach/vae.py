@@ -113,3 +113,11 @@ def load_vae(name: str = DEFAULT_VAE, device=None, dtype=None, local_files_only:
         except (OSError, ValueError) as err:
             last = err
     raise _offline_error(name, last) from last
+
+
+def decode_if_latent(model, x: torch.Tensor) -> torch.Tensor:
+    """Latent samples (4 channels) → pixels through the SD-VAE decoder (sd-vae-ft-mse, as the official
+    `infer_mdt.py`); pixel samples pass through."""
+    if model.in_channels != 4:
+        return x
+    return load_vae(device=x.device).decode(x).float().clamp(-1, 1)

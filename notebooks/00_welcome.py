@@ -18,11 +18,11 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # The line above is the **profile banner**. `mdt_teach.setup()` picks one of three sizes and every
-# lesson reads its sizes from `cfg`:
+# lesson reads its sizes from `run`:
 #
 # | profile | when | what it trains |
 # |---|---|---|

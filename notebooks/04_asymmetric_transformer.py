@@ -18,7 +18,7 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # ## What you'll learn
@@ -48,7 +48,7 @@ from mdt_teach.data import smileys_batch
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.masking import random_masking
 from mdt_teach.models import count_flops, count_params
-from mdt_teach.viz.reconstruction import load_lesson_checkpoint
+from mdt_teach.lessons import load_lesson_checkpoint
 
 model, info = load_lesson_checkpoint()            # MDT-T/4 (v1), EMA weights, eval mode
 diffusion = GaussianDiffusion()
@@ -287,7 +287,7 @@ print("from-scratch masked pass == library:", torch.allclose(mine, lib, atol=1e-
 
 # %%
 # The heat map in numbers: RMS of ε̂ over the hidden and over the visible tokens (64 smileys, t = 300).
-from mdt_teach.viz.reconstruction import hidden_visible_rms, reconstruct
+from mdt_teach.lessons import hidden_visible_rms, reconstruct
 
 x_check, y_check = smileys_batch(64, seed=7)
 rec = reconstruct(model, x_check, y_check, diffusion, t=300, mask_ratio=0.3)

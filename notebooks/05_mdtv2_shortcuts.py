@@ -18,7 +18,7 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # ## What you'll learn
@@ -43,7 +43,7 @@ from mdt_teach.data import smileys_batch
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.masking import draw_mask_ratio, random_masking
 from mdt_teach.models import build_model, count_flops, count_params
-from mdt_teach.viz.reconstruction import masked_forward
+from mdt_teach.lessons import masked_forward
 
 
 def randomize(model, std=0.05, seed=0):

@@ -18,7 +18,7 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # ## What you'll learn

@@ -18,7 +18,7 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # ## What you'll learn
@@ -94,16 +94,17 @@ import tempfile
 
 from mdt_teach.data import smileys_batch
 from mdt_teach.diffusion import quartile_means, single_pass_loss
-from mdt_teach.train import TrainConfig, Trainer
+from mdt_teach.recipe import TrainConfig
+from mdt_teach.train import Trainer
 
 small = dict(depth=2, hidden_size=64, num_heads=4)
-steps = 60 if cfg.profile == "tiny" else 400
+steps = 60 if run.profile == "tiny" else 400
 trained = {}
 for weighting in ["none", "min_snr"]:
-    run_cfg = TrainConfig(model="MDTv2-T/4", steps=steps, batch_size=32, seed=0, weighting=weighting,
-                          model_args=small, out=tempfile.mkdtemp(), eval_samples=0, grid_samples=0,
-                          ckpt_every=10**9, progress=False)
-    trainer = Trainer(run_cfg, log=lambda *a, **k: None)
+    train_cfg = TrainConfig(model="MDTv2-T/4", steps=steps, batch_size=32, seed=0, weighting=weighting,
+                            model_args=small, out=tempfile.mkdtemp(), eval_samples=0, grid_samples=0,
+                            ckpt_every=10**9, progress=False)
+    trainer = Trainer(train_cfg, log=lambda *a, **k: None)
     trainer.fit()
     trained[weighting] = trainer.model.eval()
 

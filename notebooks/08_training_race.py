@@ -18,7 +18,7 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # ## What you'll learn
@@ -60,10 +60,10 @@ from mdt_teach.race import load_results, run_race, summarize
 small = {"model_args": {"depth": 2, "hidden_size": 64, "num_heads": 4}}
 live_variants = [dataclasses.replace(VARIANTS[n], overrides={**VARIANTS[n].overrides, **small})
                  for n in ("dit", "mdt", "mdtv2")]
-budget = 0.1 if cfg.profile == "tiny" else 2.0  # minutes of training per model
+budget = 0.1 if run.profile == "tiny" else 2.0  # minutes of training per model
 live_dir = Path(tempfile.mkdtemp()) / "race"
 live = run_race(live_dir, budget=budget, variants=live_variants, batch_size=16, every=20, n=64,
-                work=live_dir.parent / "runs", label=f"live ({cfg.profile})")
+                work=live_dir.parent / "runs", label=f"live ({run.profile})")
 
 # %%
 # Check: the summary on disk is what the library computes from the saved curves.

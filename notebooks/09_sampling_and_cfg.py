@@ -18,7 +18,7 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # ## What you'll learn
@@ -40,7 +40,7 @@ import torch
 
 from mdt_teach.data import SMILEY_CLASSES
 from mdt_teach.diffusion import GaussianDiffusion
-from mdt_teach.viz.reconstruction import load_lesson_checkpoint
+from mdt_teach.lessons import load_lesson_checkpoint
 
 model, info = load_lesson_checkpoint("lesson09_mdtv2_tiny.pt")
 diffusion = GaussianDiffusion()
@@ -173,7 +173,7 @@ assert (inferred.family, inferred.depth, inferred.hidden_size, inferred.decode_l
 
 # %%
 # The official MDTv2-XL/2: on a GPU runtime only (on a CPU, 250 steps of a 675M-parameter model take hours).
-if cfg.device != "cuda":
+if run.device != "cuda":
     print("Skipped on this CPU runtime. On a GPU runtime with internet (Colab: Runtime → Change runtime "
           "type → GPU) this cell downloads the official weights and samples the demo classes.")
 else:
@@ -187,9 +187,9 @@ else:
     except OSError as err:  # offline, or the hub is unreachable
         raise RuntimeError("Could not download shgao/MDT-XL2/mdt_xl2_v2_ckpt.pt (no internet?). Download it "
                            "where you can and pass its path to load_official instead.") from err
-    xl = load_official(path).to(cfg.torch_device)
-    vae = load_vae("stabilityai/sd-vae-ft-mse", device=cfg.torch_device)
-    classes = torch.tensor([19, 23, 106, 108, 278, 282], device=cfg.torch_device)
+    xl = load_official(path).to(run.torch_device)
+    vae = load_vae("stabilityai/sd-vae-ft-mse", device=run.torch_device)
+    classes = torch.tensor([19, 23, 106, 108, 278, 282], device=run.torch_device)
     torch.manual_seed(1)
     latents = sample(xl, (len(classes), 4, 32, 32), classes, diffusion, steps="250", cfg_scale=4.0,
                      scale_pow=0.01, progress=True)

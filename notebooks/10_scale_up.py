@@ -18,7 +18,7 @@ if "google.colab" in sys.modules:
 # %%
 import mdt_teach
 
-cfg = mdt_teach.setup()
+run = mdt_teach.setup()
 
 # %% [markdown]
 # ## What you'll learn
@@ -106,9 +106,9 @@ from mdt_teach.config import Capabilities, decide
 
 for name, caps in {"laptop": Capabilities(cpu_count=4), "Colab T4": Capabilities(cuda=True, cpu_count=2),
                    "A100 node": Capabilities(cuda=True, bf16=True, cpu_count=32)}.items():
-    run = decide("full" if "A100" in name else None, caps, env={})
-    print(f"{name:10s} → profile {run.profile:5s} device {run.device:4s} dtype {run.dtype:8s} "
-          f"GradScaler {run.grad_scaler}")
+    decided = decide("full" if "A100" in name else None, caps, env={})
+    print(f"{name:10s} → profile {decided.profile:5s} device {decided.device:4s} dtype {decided.dtype:8s} "
+          f"GradScaler {decided.grad_scaler}")
 
 # %% [markdown]
 # ## 4 · Launch with torchrun
@@ -132,7 +132,7 @@ import os
 
 dry = work / "dry-run"
 command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "mdt_teach.train", "--model", "MDTv2-T/4", "--steps", "2", "--batch-size", "4",
+           "-m", "mdt_teach", "train", "--model", "MDTv2-T/4", "--steps", "2", "--batch-size", "4",
            "--model-arg", "depth=2", "--model-arg", "hidden_size=32", "--model-arg", "num_heads=2",
            "--eval-samples", "0", "--grid-samples", "0", "--threads", "1", "--no-progress", "--out", str(dry)]
 done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -191,8 +191,8 @@ print("dry run: steps", steps_logged, "| checkpoints", len(checkpoints))
 # ## Summary
 # - Cache SD-VAE posterior moments once; training samples latents from them.
 # - Plan memory before you launch: Adan doubles the optimizer state, and ZeRO divides it by the GPUs.
-# - The same `mdt_teach.train` runs on one CPU, one GPU, or many nodes under `torchrun`; `--resume`
-#   makes preemption harmless.
+# - The same `python -m mdt_teach train` runs on one CPU, one GPU, or many nodes under `torchrun`;
+#   `--resume` makes preemption harmless.
 # - Report FID-50K with the standard evaluator; FD-smileys is only a toy-world metric.
 #
 # ## Exercises

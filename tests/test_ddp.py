@@ -13,7 +13,9 @@ import sys
 import pytest
 import torch
 
-from mdt_teach.train import Trainer, TrainConfig, list_checkpoints, load_checkpoint
+from mdt_teach.checkpoint import list_checkpoints, read_checkpoint
+from mdt_teach.recipe import TrainConfig
+from mdt_teach.train import Trainer
 
 STEPS = 3
 MODEL = dict(depth=4, hidden_size=32, num_heads=2)
@@ -27,7 +29,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
             "--eval-samples", "0", "--grid-samples", "0", "--no-progress", "--threads", "1", "--zero",
             "--out", str(two)]
     launched = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                               "-m", "mdt_teach.train", *args], capture_output=True, text=True, timeout=150)
+                               "-m", "mdt_teach", "train", *args], capture_output=True, text=True, timeout=150)
     assert launched.returncode == 0, launched.stderr[-3000:]
     assert "global batch 8 (2 process(es))" in launched.stdout
 
@@ -36,7 +38,7 @@ def test_two_gloo_processes_equal_one_process(tmp_path):
                               progress=False, threads=1, out=str(tmp_path / "one")), log=lambda *a, **k: None)
     one.fit()
 
-    a, b = load_checkpoint(list_checkpoints(two)[-1]), load_checkpoint(list_checkpoints(one.out)[-1])
+    a, b = read_checkpoint(list_checkpoints(two)[-1]), read_checkpoint(list_checkpoints(one.out)[-1])
     assert a["step"] == b["step"] == STEPS and a["world_size"] == 2 and len(a["rng"]) == 2
     worst = max((a["model"][k] - b["model"][k]).abs().max().item() for k in a["model"])
     assert worst <= 1e-6

@@ -1,4 +1,8 @@
-"""Diffusion math, loss weights and the (dual-pass) training objective (issue 4; spec §2)."""
+"""Diffusion math, loss weights and the (dual-pass) training objective (issue 4).
+
+Official counterparts: `masked_diffusion/gaussian_diffusion.py: GaussianDiffusion.training_losses` and
+`masked_diffusion/train_util.py: TrainLoop.forward_backward`; Min-SNR-γ weighting is arXiv 2303.09556.
+"""
 import math
 
 import numpy as np
@@ -29,7 +33,7 @@ def ddpm():
     """diffusers' DDPMScheduler with its ᾱ recomputed in float64 from its own betas.
 
     diffusers stores ᾱ in float32, so 1 − ᾱ_0 = 1e-4 keeps only ~4 digits (q_sample off by ~3e-6 at t = 0);
-    in float64 its formulas can be compared at the spec's 1e-6. The float32 scheduler is checked at 5e-6.
+    in float64 its formulas can be compared at 1e-6. The float32 scheduler is checked at 5e-6.
     """
     scheduler = _ddpm_scheduler()
     scheduler.alphas_cumprod = torch.cumprod(1 - scheduler.betas.double(), dim=0)
@@ -147,7 +151,7 @@ def test_x0_eps_round_trip(diffusion):
 
 # ------------------------------------------------------------------------------------------ loss weights
 
-def test_min_snr_weights_equal_spec(diffusion):
+def test_min_snr_weights_equal_the_formula(diffusion):
     t = torch.tensor([0, 10, 50, 100, 129])
     w = loss_weight("min_snr", t, diffusion)
     np.testing.assert_allclose(w.numpy(), [0.0005, 0.011, 0.155, 0.586, 5 / 5.0647], atol=5e-4, rtol=0)

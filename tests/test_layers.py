@@ -1,4 +1,7 @@
-"""Layers: exact layouts of spec §1.3/§1.6/§1.7/§1.12, relative bias gathering, attention vs a by-hand softmax."""
+"""Layers: the official layouts, relative bias gathering, attention vs a by-hand softmax.
+
+Each layout test names the function of the official `masked_diffusion/models.py` (sail-sg/MDT) it follows.
+"""
 import math
 
 import pytest
@@ -9,7 +12,7 @@ from mdt_teach.layers import (Attention, Block, LabelEmbedder, PatchEmbed, Relat
 
 
 def test_sincos_layout_at_row3_col7():
-    """Spec §1.7: [sin(q·ω), cos(q·ω), sin(r·ω), cos(r·ω)], column q in the first half, ω_k = 10000^(-k/(D/4))."""
+    """[sin(q·ω), cos(q·ω), sin(r·ω), cos(r·ω)], column q first, ω_k = 10000^(-k/(D/4)) (`get_2d_sincos_pos_embed`)."""
     D, G, r, q = 384, 16, 3, 7
     table = sincos_2d(D, G)
     assert table.shape == (G * G, D) and table.dtype == torch.float32
@@ -29,7 +32,10 @@ def test_sincos_rejects_width_not_multiple_of_4():
 
 
 def test_timestep_features_are_cos_then_sin():
-    """Spec §1.3: 256 features, cos in 0..127, sin in 128..255, f_k = exp(-ln(1e4)·k/128), raw integer t."""
+    """256 features, cos in 0..127, sin in 128..255, f_k = exp(-ln(1e4)·k/128), raw integer t.
+
+    Official `TimestepEmbedder.timestep_embedding`.
+    """
     t = torch.tensor([0, 500, 999])
     emb = timestep_embedding(t, 256)
     assert emb.shape == (3, 256)
@@ -41,7 +47,7 @@ def test_timestep_features_are_cos_then_sin():
 
 
 def test_relative_index_formula_and_range():
-    """Spec §1.6: idx = (r_i − r_j + G − 1)(2G − 1) + (q_i − q_j + G − 1), range 0..960 for G = 16."""
+    """idx = (r_i − r_j + G − 1)(2G − 1) + (q_i − q_j + G − 1), range 0..960 for G = 16 (`RelativePositionBias`)."""
     G = 16
     index = relative_position_index(G)
     assert index.shape == (256, 256) and index.dtype == torch.int64
@@ -75,7 +81,7 @@ def test_gathered_bias_equals_slicing_the_full_bias():
 
 
 def _attention_by_hand(attn: Attention, x, bias):
-    """softmax(q·kᵀ/√d_h + bias)·v, heads laid out as (3, H, d_h) in the qkv output (spec §1.6)."""
+    """softmax(q·kᵀ/√d_h + bias)·v, heads laid out as (3, H, d_h) in the qkv output (official `Attention.forward`)."""
     B, N, D = x.shape
     H, dh = attn.num_heads, attn.head_dim
     qkv = attn.qkv(x).reshape(B, N, 3, H, dh).permute(2, 0, 3, 1, 4)
@@ -153,7 +159,7 @@ def test_modulate_formula():
 
 
 def test_unpatchify_orders_outputs_pixel_row_col_channel():
-    """Spec §1.12: token (r, q), output index (pr·p + pc)·C + ch → pixel (ch, r·p + pr, q·p + pc)."""
+    """Token (r, q), output index (pr·p + pc)·C + ch → pixel (ch, r·p + pr, q·p + pc) (official `MDTv2.unpatchify`)."""
     p, C, G = 2, 3, 4
     x = torch.arange(G * G * p * p * C, dtype=torch.float32).reshape(1, G * G, p * p * C)
     img = unpatchify(x, p, C)

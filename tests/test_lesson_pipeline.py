@@ -45,7 +45,7 @@ def test_each_lesson_follows_the_template():
         text = src.read_text()
         assert text.startswith(f"# %% [markdown]\n# # {src.name[:2]} · "), src.name
         assert pipeline.colab_badge(src.stem) in text, f"{src.name}: badge differs from pyproject"
-        assert "cfg = mdt_teach.setup()" in text, src.name
+        assert "run = mdt_teach.setup()" in text, src.name
         assert "NBVAL_CHECK_OUTPUT" in text and "\nassert " in text, src.name
         assert "## Summary" in text and "## Exercises" in text, src.name
 

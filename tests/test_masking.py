@@ -1,4 +1,7 @@
-"""Masking invariants (spec §1.8) and the official RNG order (ratio draw, then per-token noise)."""
+"""Masking invariants and the official RNG order (ratio draw, then per-token noise).
+
+Official counterparts: `masked_diffusion/models.py: MDTv2.random_masking` and the ratio draw in `MDTv2.forward`.
+"""
 import pytest
 import torch
 
@@ -62,7 +65,7 @@ def test_v2_ratio_range_and_fixed_ratio():
     values = [float(r) for r in ratios]
     assert min(values) >= 0.3 and max(values) < 0.5 and max(values) - min(values) > 0.15
     kept = {num_kept(256, r) for r in ratios}
-    # int() truncates, so ρ in (0.496, 0.5) keeps 128 (the spec's "129..179" is off by one at the top)
+    # int() truncates (official len_keep = int(L * (1 - mask_ratio))), so ρ in (0.496, 0.5) keeps 128, not 129
     assert min(kept) >= 128 and max(kept) == 179 and len(kept) > 40
     state = torch.get_rng_state()
     assert draw_mask_ratio(0.3, 0.0) == 0.3                  # jitter 0: no draw at all

@@ -7,13 +7,13 @@ from mdt_teach.models import build_model
 from mdt_teach.plan import meta_model, memory_plan, saved_bytes, torchrun_command, with_optimizer
 
 
-def test_parameter_counts_match_the_spec():
-    assert sum(p.numel() for p in meta_model("MDTv2-XL/2").parameters()) == 742_263_904   # spec §1.16
+def test_parameter_counts_match_the_official_models():
+    assert sum(p.numel() for p in meta_model("MDTv2-XL/2").parameters()) == 742_263_904   # docs/model_sizes.md
 
 
 def test_static_memory_terms():
     plan = memory_plan("MDTv2-S/2", gpus=8, global_batch=64, opt="adan", dtype="bf16")
-    P = 38_454_872                                              # MDTv2-S/2, decode_layer 6 (spec §1.16)
+    P = 38_454_872                                              # MDTv2-S/2, decode_layer 6 (docs/model_sizes.md)
     assert plan.params == plan.trainable == P and plan.micro_batch == 8
     assert (plan.weights, plan.grads, plan.ema) == (4 * P, 4 * P, 4 * P)
     assert plan.optimizer == 16 * P                             # Adan: m, v, n, previous gradient
@@ -42,11 +42,11 @@ def test_mdt_keeps_both_passes_for_one_backward():
 
 def test_torchrun_lines():
     single = torchrun_command("MDTv2-XL/2", 8, 8, 256, True, None, "bf16", data="lat")
-    assert single == ["torchrun --standalone --nproc_per_node=8 -m mdt_teach.train --profile full --model MDTv2-XL/2 "
+    assert single == ["torchrun --standalone --nproc_per_node=8 -m mdt_teach train --profile full --model MDTv2-XL/2 "
                       "--data lat --batch-size 256 --dtype bfloat16 --zero --out runs/mdtv2-xl2"]
     multi = torchrun_command("MDTv2-XL/2", 32, 8, 256, True, "adan", "bf16")
     assert multi[0].startswith("torchrun --nnodes=4 --nproc_per_node=8 --rdzv_id=mdt --rdzv_backend=c10d "
-                               "--rdzv_endpoint=$MASTER_ADDR:29500 -m mdt_teach.train")
+                               "--rdzv_endpoint=$MASTER_ADDR:29500 -m mdt_teach train")
     with pytest.raises(ValueError, match="12 GPUs do not fill nodes of 8"):
         torchrun_command("MDTv2-XL/2", 12, 8, 240, False, None, "bf16")
 
@@ -55,7 +55,7 @@ def test_plan_cli(capsys):
     assert main(["plan", "--model", "MDTv2-S/2", "--gpus", "8", "--global-batch", "64", "--zero"]) == 0
     out = capsys.readouterr().out
     assert "adan: 4 fp32 buffers, sharded over 8 GPUs (ZeRO)" in out and "with adamw + ZeRO instead" in out
-    assert "torchrun --standalone --nproc_per_node=8 -m mdt_teach.train" in out
+    assert "torchrun --standalone --nproc_per_node=8 -m mdt_teach train" in out
 
 
 @pytest.mark.parametrize("argv, match", [

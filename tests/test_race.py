@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+import mdt_teach.race as race_mod
 from mdt_teach.race import VARIANTS, Variant, parse_variants, run_race, summarize, with_calibrated_seconds
 
 
@@ -58,3 +59,42 @@ def test_miniature_race_end_to_end(tmp_path):
     # resumable: a second call reuses the finished variants and the calibration
     again = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs")
     assert again["models"]["mdtv2"]["steps"] == summary["models"]["mdtv2"]["steps"]
+
+
+@pytest.mark.slow
+def test_an_interrupted_race_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    small = {"model_args": {"depth": 2, "hidden_size": 32, "num_heads": 2}}
+    variants = [Variant("mdtv2", "MDTv2-T/4", "MDTv2", "all", small)]
+    kwargs = dict(budget=0.2, variants=variants, batch_size=8, every=4, n=16)   # 12 steps at 1 s/step
+
+    def race(name):
+        out = tmp_path / name
+        out.mkdir()
+        (out / "calibration.json").write_text(json.dumps({"mdtv2": 1.0}))   # fixed speed: the same step count
+        return out, tmp_path / f"work_{name}"
+
+    full_out, full_work = race("full")
+    run_race(full_out, work=full_work, **kwargs)
+
+    cut_out, cut_work = race("cut")
+    real_call = race_mod.Evaluator.__call__
+
+    def killed_at_step_10(self, trainer, logs):              # dies between the checkpoint of step 8 and the next
+        if trainer.step == 10:
+            raise KeyboardInterrupt("killed")
+        real_call(self, trainer, logs)
+
+    monkeypatch.setattr(race_mod.Evaluator, "__call__", killed_at_step_10)
+    with pytest.raises(KeyboardInterrupt):
+        run_race(cut_out, work=cut_work, **kwargs)
+    monkeypatch.undo()
+    assert not (cut_out / "mdtv2.json").exists()               # unfinished: no result file yet
+    partial = json.loads((cut_out / "mdtv2" / "curve_partial.json").read_text())
+    assert [p["step"] for p in partial] == [0, 4, 8]
+
+    run_race(cut_out, work=cut_work, **kwargs)                 # the same call continues the race
+    full, cut = (json.loads((o / "mdtv2.json").read_text()) for o in (full_out, cut_out))
+    assert cut["steps"] == full["steps"] == 12
+    strip = lambda curve: [{k: v for k, v in p.items() if "seconds" not in k} for p in curve]   # noqa: E731
+    assert strip(cut["curve"]) == strip(full["curve"])         # the same scores at every evaluation
+    assert not (cut_out / "mdtv2" / "curve_partial.json").exists()

@@ -1,4 +1,8 @@
-"""Respacing, DDPM / DDIM sampling and power-cosine classifier-free guidance (issue 4; spec §3)."""
+"""Respacing, DDPM / DDIM sampling and power-cosine classifier-free guidance (issue 4).
+
+Official counterparts: `masked_diffusion/respace.py`, `gaussian_diffusion.py: p_sample_loop, ddim_sample_loop`
+and `models.py: MDTv2.forward_with_cfg`.
+"""
 import math
 
 import numpy as np
@@ -11,7 +15,7 @@ from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.sampling import (SpacedDiffusion, cfg_forward, cfg_scale_at, combine_cfg, respace, sample,
                                 sample_loop, space_timesteps)
 
-OFFICIAL_250 = [round(i * 999 / 249) for i in range(250)]  # spec §3.1
+OFFICIAL_250 = [round(i * 999 / 249) for i in range(250)]  # official respace.py: space_timesteps(1000, "250")
 
 
 @pytest.fixture(scope="module")
@@ -189,13 +193,13 @@ def test_sample_loop_yields_every_step(diffusion):
 
 # ------------------------------------------------------------------------------------------------- CFG
 
-def test_cfg_scale_at_equals_the_formula_and_the_spec_table():
+def test_cfg_scale_at_equals_the_formula_and_its_table():
     for w, s in [(3.8, 4.0), (4.0, 0.01), (1.5, 1.0)]:
         for t in (0, 500, 999):
             expected = 1 + (w - 1) * (1 - math.cos(math.pi * (1 - t / 1000) ** s)) / 2
             assert cfg_scale_at(t, w, s) == pytest.approx(expected, abs=1e-12)
         assert cfg_scale_at(0, w, s) == pytest.approx(w)
-    table = {  # spec §3.3, w = 3.8, t = 999, 750, 500, 250, 100, 0
+    table = {  # the official forward_with_cfg formula to 2 decimals, w = 3.8, t = 999, 750, 500, 250, 100, 0
         4.0: [1.00, 1.00, 1.03, 1.64, 3.06, 3.80],
         1.0: [1.00, 1.41, 2.40, 3.39, 3.73, 3.80],
         0.01: [3.77, 3.80, 3.80, 3.80, 3.80, 3.80],

@@ -21,8 +21,8 @@ def one_error_line(capsys, argv, match):
 @pytest.mark.parametrize("argv, match", [
     (["train", "--model", "MDTv3-S/2", "--steps", "1"], "unknown model 'MDTv3-S/2'"),
     (["train", "--data", "no/such/folder", "--steps", "1"], "no/such/folder"),
-    (["train", "--steps", "0"], "--steps must be a positive"),
-    (["train", "--steps", "-3"], "--steps must be a positive"),
+    (["train", "--steps", "0"], "--steps must be at least 1, got 0"),
+    (["train", "--steps", "-3"], "--steps must be at least 1, got -3"),
     (["train", "--steps", "2", "--batch-size", "6", "--grad-accum", "4"], "not divisible by 1 process(es) × 4"),
     (["train", "--steps", "2", "--model-arg", "depth"], "is not KEY=VALUE"),
     (["train", "--steps", "2", "--dtype", "fp8"], "unknown dtype 'fp8'"),
@@ -31,11 +31,44 @@ def one_error_line(capsys, argv, match):
     (["train", "--resume"], "no run with a checkpoint under runs/"),
     (["train", "--steps", "2", "--weighting", "snr"], "unknown loss weighting 'snr'"),
     (["train", "--steps", "2", "--sample-steps", "ddim7x"], "unknown respacing"),
+    (["train", "--steps", "2", "--batch-size", "0"], "--batch-size must be at least 1, got 0"),
+    (["train", "--steps", "2", "--batch-size", "-4"], "--batch-size must be at least 1, got -4"),
+    (["train", "--steps", "2", "--lr", "0"], "--lr must be a positive number"),
+    (["train", "--steps", "2", "--lr", "nan"], "--lr must be a positive number"),
+    (["train", "--steps", "2", "--keep", "0"], "--keep must be at least 1"),
+    (["train", "--steps", "2", "--threads", "0"], "--threads must be at least 1"),
+    (["train", "--steps", "2", "--eval-samples", "-1"], "--eval-samples must be at least 0"),
+    (["train", "--steps", "2", "--eval-samples", "1"], "--eval-samples 1 is too few"),
+    (["train", "--steps", "2", "--grid-samples", "-8"], "--grid-samples must be at least 0"),
+    (["train", "--steps", "2", "--minutes", "-1"], "--minutes must be a positive number"),
+    (["train", "--steps", "2", "--method", "euler"], "unknown sampler 'euler'"),
+    (["train", "--steps", "2", "--max-grad-norm", "-1"], "--max-grad-norm must be at least 0"),
+    (["train", "--steps", "2", "--num-workers", "-2"], "--num-workers must be at least 0"),
 ])
 def test_bad_train_input_is_one_line_and_writes_nothing(argv, match, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     one_error_line(capsys, argv, match)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_out_naming_a_file_is_refused_and_nothing_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("keep me")
+    one_error_line(capsys, ["train", *TINY, "--steps", "1", "--out", "notes.txt"], "notes.txt is a file")
+    one_error_line(capsys, ["train", *TINY, "--steps", "1", "--out", "notes.txt/run"], "notes.txt is a file")
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"] and (tmp_path / "notes.txt").read_text() == "keep me"
+
+
+def test_a_folder_with_one_unreadable_image_fails_before_the_run_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    images = tmp_path / "images"
+    images.mkdir()
+    for k in range(5):
+        Image.new("RGB", (16, 16), (40 * k, 90, 200)).save(images / f"{k % 2}_{k}.png")
+    (images / "1_9.png").write_bytes(b"not a png at all")      # sorted last: not in the first batch
+    one_error_line(capsys, ["train", *TINY, "--data", "images", "--steps", "1", "--batch-size", "2",
+                            "--out", "runs/x"], "cannot read image images/1_9.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
 
 
 def test_batch_not_divisible_by_world_size(tmp_path, monkeypatch, capsys):
@@ -57,7 +90,7 @@ def test_train_then_sample_and_the_run_folder(tmp_path, monkeypatch, capsys):
                                                "loss_curve.png", "summary.json"}
     assert [json.loads(ln)["step"] for ln in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["ckpt_0000002.pt", "ckpt_0000003.pt"]
-    assert Image.open(run / "samples" / "final.png").size == (4 * 33 + 1, 34)
+    assert Image.open(run / "samples" / "final.png").size == (4 * (4 * 33 + 1), 4 * 34)   # upscaled 4×
     assert json.loads((run / "summary.json").read_text())["steps"] == 3
     assert json.loads((run / "config.json").read_text())["lr"] == 1e-3        # the tiny recipe
 
@@ -90,7 +123,8 @@ def test_sample_accepts_an_official_state_dict(tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("argv, match", [
     (["sample", "--ckpt", "missing.pt", "--out", "x.png"], "missing.pt does not exist"),
-    (["sample", "--ckpt", "missing.pt", "--out", "x.jpg"], "must be a .png file"),
+    (["sample", "--ckpt", "missing.pt", "--out", "x.jpg"], "must name a .png file"),
+    (["sample", "--ckpt", "missing.pt", "--labels", "-1"], "must name class ids ≥ 0"),
     (["sample", "--ckpt", "missing.pt", "--n", "0"], "--n must be at least 1"),
     (["sample", "--ckpt", "missing.pt", "--steps", "ddim7x"], "unknown respacing"),
     (["eval", "--ckpt", "missing.pt", "--data", "digits"], "eval scores smileys only"),

@@ -8,6 +8,7 @@ from PIL import Image
 
 from mdt_teach import cli
 from mdt_teach.data import ImageFolder, make_dataset
+from mdt_teach.data_order import make_source
 from mdt_teach.latent_cache import LatentCache, cache_latents, shard_paths
 from mdt_teach.vae import SCALE, LatentVAE, load_vae, tiny_vae
 
@@ -126,8 +127,11 @@ def test_cli_cache_latents_and_make_dataset(folder, tmp_path, capsys):
             "--shard-size", "6", "--workers", "0", "--no-progress", "--device", "cpu"]
     assert cli.main(argv) == 0
     assert "wrote shards [0, 1]" in capsys.readouterr().out
-    ds = make_dataset(out)
+    source = make_source(str(out), seed=0)                    # what --data OUT trains on
+    ds = source.dataset
     assert isinstance(ds, LatentCache) and len(ds) == 10 and ds[0][0].shape == (4, 4, 4)
+    with pytest.raises(ValueError, match="is a latent cache, not an image folder"):
+        make_dataset(out)
     assert cli.main(["cache-latents", str(tmp_path / "nope"), str(out), "--vae", "tiny", "--no-progress",
                      "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()

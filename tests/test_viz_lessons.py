@@ -13,6 +13,7 @@ from mdt_teach import models  # noqa: E402
 from mdt_teach.data import smileys_batch  # noqa: E402
 from mdt_teach.diffusion import GaussianDiffusion  # noqa: E402
 from mdt_teach.models import build_model  # noqa: E402
+from mdt_teach import lessons  # noqa: E402
 from mdt_teach.viz import masks, reconstruction  # noqa: E402
 from mdt_teach.viz.core import FigureWidget, figure_to_array  # noqa: E402
 
@@ -97,7 +98,7 @@ def test_model_mask_is_the_mask_the_model_draws_for_v1_and_v2(monkeypatch):
     t = torch.tensor([10, 200, 500, 900])
     for name in ("MDT-T/4", "MDTv2-T/4"):
         model = _randomized(name)
-        out, mask = reconstruction.masked_forward(model, x, t, y, seed=11)
+        out, mask = lessons.masked_forward(model, x, t, y, seed=11)
         assert out.shape == (4, 6, 32, 32)
         assert torch.equal(mask, drawn[-1][1]), name
     assert 32 <= int(64 - drawn[-1][1][0].sum()) <= 44                   # MDTv2: ratio in [0.3, 0.5)
@@ -107,31 +108,31 @@ def test_v1_masked_pass_ignores_exactly_the_tokens_model_mask_reports():
     model = _randomized("MDT-T/4")
     x, y = smileys_batch(2, seed=2)
     t = torch.tensor([300, 300])
-    out, mask = reconstruction.masked_forward(model, x, t, y, seed=3)
+    out, mask = lessons.masked_forward(model, x, t, y, seed=3)
     hidden, kept = int((mask[0] == 1).nonzero()[0]), int((mask[0] == 0).nonzero()[0])
     for token, moves in ((hidden, False), (kept, True)):
         r, q = divmod(token, 8)
         x2 = x.clone()
         x2[0, :, 4 * r: 4 * r + 4, 4 * q: 4 * q + 4] += 1.0
-        out2, _ = reconstruction.masked_forward(model, x2, t, y, seed=3)
+        out2, _ = lessons.masked_forward(model, x2, t, y, seed=3)
         assert (not torch.equal(out2, out)) == moves
 
 
 def test_masked_forward_fixed_ratio_restores_the_model_and_rejects_dit():
     model = _randomized("MDTv2-T/4").train()
     x, y = smileys_batch(2, seed=0)
-    _, mask = reconstruction.masked_forward(model, x, torch.tensor([5, 5]), y, seed=0, mask_ratio=0.75)
+    _, mask = lessons.masked_forward(model, x, torch.tensor([5, 5]), y, seed=0, mask_ratio=0.75)
     assert int(mask.sum(1)[0]) == 64 - 16
     assert (model.mask_ratio, model.mask_ratio_jitter, model.training) == (0.3, 0.2, True)
     with pytest.raises(ValueError, match="MDT"):
-        reconstruction.masked_forward(build_model("DiT-T/4"), x, torch.tensor([5, 5]), y)
+        lessons.masked_forward(build_model("DiT-T/4"), x, torch.tensor([5, 5]), y)
 
 
 def test_reconstruct_uses_q_sample_noise_and_the_eps_channels():
     model = _randomized("MDT-T/4")
     diffusion = GaussianDiffusion()
     x0, y = smileys_batch(2, seed=0)
-    rec = reconstruction.reconstruct(model, x0, y, diffusion, t=400, mask_ratio=0.5, seed=9)
+    rec = lessons.reconstruct(model, x0, y, diffusion, t=400, mask_ratio=0.5, seed=9)
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
     torch.testing.assert_close(rec["x_t"], diffusion.q_sample(x0, torch.tensor([400, 400]), noise))
     expected = diffusion.predict_x0_from_eps(rec["x_t"], torch.tensor([400, 400]), rec["eps_hat"]).clamp(-1, 1)
@@ -163,38 +164,38 @@ def test_reconstruction_widget_redraws_for_mask_ratio_and_t():
 def test_lesson_checkpoint_round_trip_and_errors(tmp_path, monkeypatch):
     model = _randomized("MDT-T/4")
     (tmp_path / "data").mkdir()
-    reconstruction.save_lesson_checkpoint(model, tmp_path / "data" / "m.pt", {"steps": 7})
+    lessons.save_lesson_checkpoint(model, tmp_path / "data" / "m.pt", {"steps": 7})
     monkeypatch.setenv("MDT_TEACH_ROOT", str(tmp_path))
-    loaded, info = reconstruction.load_lesson_checkpoint("m.pt")
+    loaded, info = lessons.load_lesson_checkpoint("m.pt")
     assert info == {"steps": 7} and not loaded.training and loaded.config == model.config
     for (k, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         torch.testing.assert_close(b, a.half().to(a.dtype), msg=k)
     torch.save({"format": "other"}, tmp_path / "data" / "bad.pt")
     with pytest.raises(ValueError, match="not a lesson checkpoint"):
-        reconstruction.load_lesson_checkpoint("bad.pt")
+        lessons.load_lesson_checkpoint("bad.pt")
     with pytest.raises(FileNotFoundError):
-        reconstruction.load_lesson_checkpoint("missing.pt")
+        lessons.load_lesson_checkpoint("missing.pt")
 
 
 def test_committed_lesson04_checkpoint_is_a_small_trained_mdt():
-    path = ROOT / "data" / reconstruction.LESSON_CHECKPOINT
+    path = ROOT / "data" / lessons.LESSON_CHECKPOINT
     assert path.stat().st_size <= 5 * 2**20
-    model, info = reconstruction.load_lesson_checkpoint()
+    model, info = lessons.load_lesson_checkpoint()
     assert model.family == "MDT" and model.mask_ratio == 0.3 and info["steps"] > 0
     assert model.final_layer.linear.weight.abs().max() > 0                # trained: no longer the zero init
     # what lesson 04 shows: the noise at hidden tokens is unknowable, so the trained v1 predicts ε̂ ≈ 0 there
     x0, y = smileys_batch(16, seed=7)
-    rec = reconstruction.reconstruct(model, x0, y, GaussianDiffusion(), t=300, mask_ratio=0.3)
-    hidden, visible = reconstruction.hidden_visible_rms(rec, model.patch_size)
+    rec = lessons.reconstruct(model, x0, y, GaussianDiffusion(), t=300, mask_ratio=0.3)
+    hidden, visible = lessons.hidden_visible_rms(rec, model.patch_size)
     assert hidden < 0.1 * visible and visible > 0.5
 
 
 def test_token_rms_and_the_hidden_visible_split():
     eps = torch.zeros(1, 3, 8, 8)
     eps[:, :, :4, :4] = 2.0                                               # token 0 of a 2×2 grid of 4×4 tokens
-    assert torch.allclose(reconstruction.token_rms(eps, 4), torch.tensor([[[2.0, 0.0], [0.0, 0.0]]]))
+    assert torch.allclose(lessons.token_rms(eps, 4), torch.tensor([[[2.0, 0.0], [0.0, 0.0]]]))
     rec = {"x_t": eps, "eps_hat": eps, "mask": torch.tensor([[1.0, 0.0, 0.0, 1.0]])}
-    hidden, visible = reconstruction.hidden_visible_rms(rec, 4)
+    hidden, visible = lessons.hidden_visible_rms(rec, 4)
     assert hidden == pytest.approx(2 ** 0.5) and visible == 0.0            # hidden: tokens 0 and 3
 
 

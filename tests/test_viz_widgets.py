@@ -75,7 +75,7 @@ def test_widget_figures_are_png_bytes_whatever_the_backend(tmp_path):
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    from mdt_teach.train_cli import plot_loss_curve
+    from mdt_teach.runlog import plot_loss_curve
     from mdt_teach.viz.core import figure_to_png
 
     original = matplotlib.get_backend()

@@ -8,7 +8,7 @@
 
 It runs the project's Trainer (the same dual-pass MDT loop as `mdt-teach train`) on smileys, then saves
 the EMA weights in float16 with the model config (4.4 MiB for MDT-T/4), through
-`mdt_teach.viz.reconstruction.save_lesson_checkpoint`. Runs go to a temporary folder; only the
+`mdt_teach.lessons.save_lesson_checkpoint`. Runs go to a temporary folder; only the
 checkpoint is kept.
 """
 from __future__ import annotations
@@ -43,7 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def train(args: argparse.Namespace):
     """Run the Trainer in a temporary folder; return (EMA model, steps done, seconds)."""
-    from mdt_teach.train import TrainConfig, Trainer
+    from mdt_teach.recipe import TrainConfig
+    from mdt_teach.train import Trainer
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = TrainConfig(model=args.model, steps=args.steps, minutes=args.minutes, batch_size=args.batch_size,
@@ -60,10 +61,10 @@ def train(args: argparse.Namespace):
 
 def from_checkpoint(path: Path):
     """(EMA model, info, training seconds) of a run's checkpoint written by the Trainer."""
-    from mdt_teach.sample_cli import load_model
-    from mdt_teach.train import load_checkpoint
+    from mdt_teach.checkpoint import read_checkpoint
+    from mdt_teach.compat import load_model
 
-    state = load_checkpoint(path)
+    state = read_checkpoint(path)
     model, _ = load_model(path, use_ema=True)
     cfg = state["config"]
     info = {"model": cfg["model"], "steps": int(state["step"]), "batch_size": cfg["batch_size"], "seed": cfg["seed"],
@@ -75,7 +76,7 @@ def from_checkpoint(path: Path):
 def main(argv=None) -> int:
     from dataclasses import asdict
 
-    from mdt_teach.viz.reconstruction import save_lesson_checkpoint
+    from mdt_teach.lessons import save_lesson_checkpoint
 
     args = parse_args(argv)
     if args.from_checkpoint:

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from mdt_teach.checkpoint import atomic_save
 from mdt_teach.data import SMILEY_CLASSES, Digits, smileys_batch
 from mdt_teach.metrics import FeatureNet
 
@@ -97,8 +98,8 @@ def main(argv=None) -> int:
               "feature_dim": net.embed.out_features}
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"config": config, "state_dict": state, "classes": list(SMILEY_CLASSES) + list("0123456789"),
-                "report": report, "made_by": "tools/train_feature_net.py"}, args.out)
+    atomic_save({"config": config, "state_dict": state, "classes": list(SMILEY_CLASSES) + list("0123456789"),
+                 "report": report, "made_by": "tools/train_feature_net.py"}, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e3:.0f} kB)")
     return 0
 

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from mdt_teach.viz.images import image_grid
+from mdt_teach.viz import core
 
 
 def noised_images(x0: torch.Tensor, t: int, diffusion, seed: int = 0) -> torch.Tensor:
@@ -38,12 +39,10 @@ def render_forward_process(t: int, x0: torch.Tensor, diffusion, seed: int = 0):
 
 def forward_process_widget(x0: torch.Tensor, diffusion, static: bool | None = None):
     """Slider over t (0..T−1) redrawing `render_forward_process`; static grid at t = 0, 100, 400, 999."""
-    from mdt_teach.viz.core import show, widgets
-
     controls = {}
-    if widgets is not None:
-        controls["t"] = widgets.IntSlider(value=100, min=0, max=diffusion.num_timesteps - 1, step=1,
+    if core.widgets is not None:
+        controls["t"] = core.widgets.IntSlider(value=100, min=0, max=diffusion.num_timesteps - 1, step=1,
                                           description="t", continuous_update=False)
     settings = [{"t": t} for t in (0, 100, 400, diffusion.num_timesteps - 1)]
-    return show(render_forward_process, controls, settings, fixed={"x0": x0, "diffusion": diffusion},
+    return core.show(render_forward_process, controls, settings, fixed={"x0": x0, "diffusion": diffusion},
                 static=static)

@@ -5,6 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from mdt_teach.checkpoint import atomic_write
+
 
 def to_image(x) -> np.ndarray:
     """A (C, H, W) tensor in [-1, 1] → an (H, W, 3) float array in [0, 1] for imshow."""
@@ -28,17 +30,13 @@ def image_grid(images, nrow: int = 8, pad: int = 1) -> np.ndarray:
     return grid
 
 
-def save_grid(images, path, nrow: int = 8) -> None:
-    """Write an image grid to a PNG with Pillow (written to a temp name, then renamed)."""
-    from pathlib import Path
-
+def save_grid(images, path, nrow: int = 8, scale: int = 1) -> None:
+    """Write an image grid to a PNG (atomically), each pixel repeated `scale`× (nearest neighbour: no blur)."""
     from PIL import Image
 
-    path = Path(path)
-    grid = (image_grid(images, nrow) * 255).round().astype(np.uint8)
-    tmp = path.with_name(path.name + ".tmp")
-    Image.fromarray(grid).save(tmp, format="PNG")
-    tmp.replace(path)
+    grid = (image_grid(images, nrow) * 255).round().astype(np.uint8)       # (H, W, 3)
+    grid = grid.repeat(scale, axis=0).repeat(scale, axis=1)                # (scale·H, scale·W, 3)
+    atomic_write(path, lambda f: Image.fromarray(grid).save(f, format="PNG"))
 
 
 def render_token_grid(image, patch_size: int, mask=None, ax=None, title: str | None = None):

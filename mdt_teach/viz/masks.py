@@ -8,6 +8,7 @@ import torch
 
 from mdt_teach.masking import random_masking
 from mdt_teach.viz.images import render_token_grid, to_image
+from mdt_teach.viz import core
 
 
 def image_patches(image: torch.Tensor, patch_size: int) -> np.ndarray:
@@ -61,18 +62,16 @@ def render_mask_explorer(index: int, mask_ratio: float, seed: int, images: torch
 
 def mask_explorer_widget(images: torch.Tensor, patch_size: int = 4, static: bool | None = None):
     """Image index, mask ratio and seed → `render_mask_explorer`; static grid over a few ratios and seeds."""
-    from mdt_teach.viz.core import show, widgets
-
     controls = {}
-    if widgets is not None:
-        controls["index"] = widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image",
+    if core.widgets is not None:
+        controls["index"] = core.widgets.IntSlider(value=0, min=0, max=len(images) - 1, description="image",
                                               continuous_update=False)
-        controls["mask_ratio"] = widgets.FloatSlider(value=0.3, min=0.0, max=0.9, step=0.05,
+        controls["mask_ratio"] = core.widgets.FloatSlider(value=0.3, min=0.0, max=0.9, step=0.05,
                                                      description="mask ratio", continuous_update=False)
-        controls["seed"] = widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
+        controls["seed"] = core.widgets.IntSlider(value=0, min=0, max=99, description="seed", continuous_update=False)
     last = len(images) - 1
     settings = [{"index": 0, "mask_ratio": 0.3, "seed": 0}, {"index": 0, "mask_ratio": 0.3, "seed": 1},
                 {"index": min(1, last), "mask_ratio": 0.5, "seed": 0},
                 {"index": min(2, last), "mask_ratio": 0.75, "seed": 0}]
-    return show(render_mask_explorer, controls, settings, fixed={"images": images, "patch_size": patch_size},
+    return core.show(render_mask_explorer, controls, settings, fixed={"images": images, "patch_size": patch_size},
                 static=static)

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mdt_teach.optim import Adan
+from mdt_teach.viz import core
 
 OPTIMIZERS = ("SGD momentum", "Adam", "Adan")
 COLORS = {"SGD momentum": "tab:green", "Adam": "tab:blue", "Adan": "tab:red"}
@@ -121,21 +122,19 @@ def _draw_contours(ax, land: Landscape) -> None:
 
 def trajectory_widget(static: bool | None = None):
     """Sliders for landscape, lr (Adam, Adan), SGD lr, β1, Adan's β2 and steps over `render_trajectories`."""
-    from mdt_teach.viz.core import show, widgets
-
     controls = {}
-    if widgets is not None:
+    if core.widgets is not None:
         style = dict(continuous_update=False, style={"description_width": "initial"})
         controls = {
-            "landscape": widgets.Dropdown(options=list(LANDSCAPES), value="rosenbrock", description="landscape"),
-            "lr": widgets.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description="lr (Adam, Adan)",
+            "landscape": core.widgets.Dropdown(options=list(LANDSCAPES), value="rosenbrock", description="landscape"),
+            "lr": core.widgets.FloatLogSlider(value=0.05, base=10, min=-3, max=0, step=0.1, description="lr (Adam, Adan)",
                                          **style),
-            "sgd_lr": widgets.FloatLogSlider(value=1e-3, base=10, min=-5, max=-1, step=0.1, description="SGD lr",
+            "sgd_lr": core.widgets.FloatLogSlider(value=1e-3, base=10, min=-5, max=-1, step=0.1, description="SGD lr",
                                              **style),
-            "beta1": widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="β1", **style),
-            "adan_beta2": widgets.FloatSlider(value=0.92, min=0.0, max=0.99, step=0.01, description="Adan β2",
+            "beta1": core.widgets.FloatSlider(value=0.9, min=0.0, max=0.99, step=0.01, description="β1", **style),
+            "adan_beta2": core.widgets.FloatSlider(value=0.92, min=0.0, max=0.99, step=0.01, description="Adan β2",
                                               **style),
-            "steps": widgets.IntSlider(value=300, min=20, max=1000, step=20, description="steps", **style),
+            "steps": core.widgets.IntSlider(value=300, min=20, max=1000, step=20, description="steps", **style),
         }
     settings = [
         {"landscape": "rosenbrock"},
@@ -143,4 +142,4 @@ def trajectory_widget(static: bool | None = None):
         {"landscape": "noisy valley"},
         {"landscape": "noisy valley", "beta1": 0.5},
     ]
-    return show(render_trajectories, controls, settings, static=static)
+    return core.show(render_trajectories, controls, settings, static=static)

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from mdt_teach.race import curve_array
+from mdt_teach.viz import core
 
 AXES = {"steps": 0, "seconds": 1}
 
@@ -56,15 +57,13 @@ def render_race(progress: float, records: dict, folder, axis: str = "steps", nam
 
 def race_widget(records: dict, folder, names=None, static: bool | None = None):
     """Slider over progress (steps or seconds, chosen with a dropdown) redrawing `render_race`."""
-    from mdt_teach.viz.core import show, widgets
-
     max_step = max(curve_array(r, "two_eyes")[0][-1] for r in records.values())
     max_sec = max(curve_array(r, "two_eyes")[1][-1] for r in records.values())
     controls = {}
-    if widgets is not None:
-        controls["axis"] = widgets.Dropdown(options=list(AXES), value="steps", description="compare at")
-        controls["progress"] = widgets.FloatSlider(value=max_step / 2, min=0, max=max(max_step, max_sec), step=1,
+    if core.widgets is not None:
+        controls["axis"] = core.widgets.Dropdown(options=list(AXES), value="steps", description="compare at")
+        controls["progress"] = core.widgets.FloatSlider(value=max_step / 2, min=0, max=max(max_step, max_sec), step=1,
                                                    description="progress", continuous_update=False)
     settings = [{"progress": f * max_step, "axis": "steps"} for f in (0.1, 0.5, 1.0)]
-    return show(render_race, controls, settings, fixed={"records": records, "folder": folder, "names": names},
+    return core.show(render_race, controls, settings, fixed={"records": records, "folder": folder, "names": names},
                 static=static)

@@ -7,6 +7,7 @@ import torch
 
 from mdt_teach.sampling import cfg_scale_at, sample
 from mdt_teach.viz.images import image_grid
+from mdt_teach.viz import core
 
 
 def class_grid(model, diffusion, per_class: int = 4, cfg_scale: float = 1.0, scale_pow: float = 4.0,
@@ -40,15 +41,13 @@ def render_cfg(cfg_scale: float, scale_pow: float, model, diffusion, per_class: 
 
 def cfg_widget(model, diffusion, labels=None, static: bool | None = None):
     """Sliders for the guidance scale w and the schedule's power, redrawing `render_cfg`."""
-    from mdt_teach.viz.core import show, widgets
-
     controls = {}
-    if widgets is not None:
-        controls["cfg_scale"] = widgets.FloatSlider(value=3.0, min=1.0, max=8.0, step=0.5, description="w",
+    if core.widgets is not None:
+        controls["cfg_scale"] = core.widgets.FloatSlider(value=3.0, min=1.0, max=8.0, step=0.5, description="w",
                                                     continuous_update=False)
-        controls["scale_pow"] = widgets.FloatSlider(value=4.0, min=0.0, max=8.0, step=0.5, description="pow",
+        controls["scale_pow"] = core.widgets.FloatSlider(value=4.0, min=0.0, max=8.0, step=0.5, description="pow",
                                                     continuous_update=False)
     settings = [{"cfg_scale": 1.0, "scale_pow": 4.0}, {"cfg_scale": 4.0, "scale_pow": 4.0},
                 {"cfg_scale": 4.0, "scale_pow": 0.0}]
-    return show(render_cfg, controls, settings, fixed={"model": model, "diffusion": diffusion, "labels": labels},
+    return core.show(render_cfg, controls, settings, fixed={"model": model, "diffusion": diffusion, "labels": labels},
                 static=static)

@@ -1,7 +1,6 @@
-"""`mdt-teach sample`: an image grid from a checkpoint — one of ours (EMA weights) or an official MDT one.
+"""`mdt-teach sample`: an image grid from a checkpoint — one of ours (EMA weights) or an official MDT / DiT one.
 
-Official checkpoints (plain state dicts, e.g. `mdt_xl2_v2_ckpt.pt`) go through `mdt_teach.compat`; their
-samples are SD-VAE latents, decoded with `mdt_teach.vae` (spec §2.4).
+Official checkpoints hold SD-VAE latents; their samples are decoded with `mdt_teach.vae`.
 """
 from __future__ import annotations
 
@@ -10,39 +9,11 @@ from pathlib import Path
 
 import torch
 
-from .config import setup
-
-
-def load_model(path, use_ema: bool = True, device="cpu", decode_layer: int | None = None):
-    """(model in eval mode, one-line description) from our ckpt_*.pt or an official checkpoint."""
-    from .train import FORMAT
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; pass a ckpt_*.pt of a run or an official .pt")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and state.get("format") == FORMAT:
-        from .models import from_config
-
-        model = from_config(state["model_config"])
-        model.load_state_dict(state["ema" if use_ema else "model"])
-        info = f"{state['config']['model']} step {state['step']} ({'EMA' if use_ema else 'raw'} weights)"
-    else:
-        from . import compat
-
-        model = compat.load_official(path, decode_layer=decode_layer)
-        info = f"official checkpoint {path.name}"
-    return model.to(device).eval(), info
-
-
-def decode_if_latent(model, x: torch.Tensor) -> torch.Tensor:
-    """Latent samples (4 channels) → pixels through the SD-VAE decoder (sd-vae-ft-mse, as `infer_mdt.py`);
-    pixel samples pass through."""
-    if model.in_channels != 4:
-        return x
-    from .vae import load_vae
-
-    return load_vae(device=x.device).decode(x).float().clamp(-1, 1)
+from ..compat import load_model
+from ..config import setup
+from ..sampling import METHODS, generate, space_timesteps
+from ..vae import decode_if_latent
+from ..viz.images import save_grid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=32, help="number of images (default 32)")
     parser.add_argument("--cfg", type=float, default=1.0, help="guidance scale w (power-cosine schedule; 1 = none)")
     parser.add_argument("--scale-pow", type=float, default=4.0, help="power of the CFG schedule (official 4)")
-    parser.add_argument("--steps", default="100", help="sampling steps / respacing: 250, 100, ddim50 ... (default 100)")
-    parser.add_argument("--method", default="ddpm", choices=("ddpm", "ddim"))
+    parser.add_argument("--steps", default="100", help="respacing: 250, 100, ddim50 (ADM's DDIM-style stride) ... "
+                                                       "(default 100)")
+    parser.add_argument("--method", default="ddpm", choices=METHODS, help="sampler (default ddpm)")
     parser.add_argument("--labels", default=None, help="comma-separated class ids (default: classes in turn)")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed")
     parser.add_argument("--decode-layer", type=int, default=None,
@@ -69,18 +41,16 @@ def _labels(text: str | None, n: int):
         ids = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"--labels {text!r} must be comma-separated integers, e.g. 0,1,2") from None
+    if not ids or min(ids) < 0:
+        raise ValueError(f"--labels {text!r} must name class ids ≥ 0, e.g. 0,1,2")
     return torch.tensor([ids[i % len(ids)] for i in range(n)])
 
 
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, load, sample, decode, save the grid."""
-    from .eval_cli import generate
-    from .sampling import space_timesteps
-    from .viz.images import save_grid
-
     out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ValueError(f"--out {out} must be a .png file")
+    if out.suffix.lower() != ".png" or out.is_dir():
+        raise ValueError(f"--out {out} must name a .png file")
     if args.n < 1:
         raise ValueError(f"--n must be at least 1, got {args.n}")
     space_timesteps(1000, args.steps)  # a bad --steps fails before the model is loaded
