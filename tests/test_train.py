@@ -303,3 +303,20 @@ def test_fp16_gradscaler_step_runs(tmp_path):
     assert trainer.scaler.is_enabled() and trainer.opt.defaults["betas"] == (0.9, 0.99)
     logs = trainer.train_step()
     assert math.isfinite(logs["loss"]) and 0 < logs["clip"] <= 1       # unscaled before the global clip
+
+
+def test_deterministic_switch_turns_on_deterministic_kernels(tmp_path):
+    try:
+        trainer = Trainer(tiny(tmp_path, deterministic=True), log=quiet)
+        assert torch.are_deterministic_algorithms_enabled() and trainer.cfg.deterministic
+        assert math.isfinite(trainer.train_step()["loss"])    # every kernel of a step has a deterministic version
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
+def test_a_time_budget_shows_its_total_and_what_is_left(tmp_path, capsys):
+    trainer = Trainer(tiny(tmp_path, steps=None, minutes=0.05, progress=True, ckpt_every=10**6), log=quiet)
+    trainer.fit()
+    err = capsys.readouterr().err
+    assert "training time:" in err and "/3 [" in err          # 3 s budget: the total, elapsed<remaining
+    assert trainer.step >= 1
