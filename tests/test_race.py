@@ -1,9 +1,13 @@
 """The race: summary arithmetic on known curves, variant parsing, and a miniature end-to-end race."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
-import mdt_teach.race as race_mod
 from mdt_teach.race import VARIANTS, Variant, parse_variants, run_race, summarize, with_calibrated_seconds
 
 
@@ -62,39 +66,34 @@ def test_miniature_race_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_an_interrupted_race_resumes_and_matches_an_uninterrupted_one(tmp_path, monkeypatch):
-    small = {"model_args": {"depth": 2, "hidden_size": 32, "num_heads": 2}}
-    variants = [Variant("mdtv2", "MDTv2-T/4", "MDTv2", "all", small)]
-    kwargs = dict(budget=0.2, variants=variants, batch_size=8, every=4, n=16)   # 12 steps at 1 s/step
-
-    def race(name):
+def test_kill_9_of_mdt_teach_race_then_the_same_command_continues_it(tmp_path):
+    """`mdt-teach race` killed mid-variant (right after a checkpoint) and run again ends with the scores of a race
+    that was never interrupted, evaluation for evaluation."""
+    def command(name):
         out = tmp_path / name
-        out.mkdir()
-        (out / "calibration.json").write_text(json.dumps({"mdtv2": 1.0}))   # fixed speed: the same step count
-        return out, tmp_path / f"work_{name}"
+        out.mkdir(exist_ok=True)
+        (out / "calibration.json").write_text(json.dumps({"dit": 1.0}))   # fixed speed: 40 steps for 40 s
+        return [sys.executable, "-m", "mdt_teach", "race", "--variants", "dit", "--budget", str(40 / 60),
+                "--batch-size", "8", "--eval-every", "4", "--eval-samples", "16", "--out", str(out),
+                "--work", str(tmp_path / f"work_{name}")]
 
-    full_out, full_work = race("full")
-    run_race(full_out, work=full_work, **kwargs)
+    subprocess.run(command("full"), check=True, capture_output=True, timeout=300)
 
-    cut_out, cut_work = race("cut")
-    real_call = race_mod.Evaluator.__call__
+    proc = subprocess.Popen(command("cut"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "work_cut" / "dit" / "ckpt" / "ckpt_0000008.pt"
+    deadline = time.time() + 240
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "cut" / "dit.json").exists()   # died mid-race
 
-    def killed_at_step_10(self, trainer, logs):              # dies between the checkpoint of step 8 and the next
-        if trainer.step == 10:
-            raise KeyboardInterrupt("killed")
-        real_call(self, trainer, logs)
-
-    monkeypatch.setattr(race_mod.Evaluator, "__call__", killed_at_step_10)
-    with pytest.raises(KeyboardInterrupt):
-        run_race(cut_out, work=cut_work, **kwargs)
-    monkeypatch.undo()
-    assert not (cut_out / "mdtv2.json").exists()               # unfinished: no result file yet
-    partial = json.loads((cut_out / "mdtv2" / "curve_partial.json").read_text())
-    assert [p["step"] for p in partial] == [0, 4, 8]
-
-    run_race(cut_out, work=cut_work, **kwargs)                 # the same call continues the race
-    full, cut = (json.loads((o / "mdtv2.json").read_text()) for o in (full_out, cut_out))
-    assert cut["steps"] == full["steps"] == 12
+    again = subprocess.run(command("cut"), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "race: dit resumes at step" in again.stdout
+    full, cut = (json.loads((tmp_path / n / "dit.json").read_text()) for n in ("full", "cut"))
+    assert cut["steps"] == full["steps"] == 40
     strip = lambda curve: [{k: v for k, v in p.items() if "seconds" not in k} for p in curve]   # noqa: E731
     assert strip(cut["curve"]) == strip(full["curve"])         # the same scores at every evaluation
-    assert not (cut_out / "mdtv2" / "curve_partial.json").exists()
+    assert [p["step"] for p in cut["curve"]] == list(range(0, 41, 4))
+    assert not (tmp_path / "cut" / "dit" / "curve_partial.json").exists()
