@@ -102,3 +102,31 @@ def hidden_visible_rms(rec: dict, patch_size: int, rms: torch.Tensor | None = No
     hidden = ms[mask].mean().sqrt().item() if mask.any() else float("nan")
     visible = ms[~mask].mean().sqrt().item() if (~mask).any() else float("nan")
     return hidden, visible
+
+
+@torch.no_grad()
+def masked_pass_errors(model, x0: torch.Tensor, y: torch.Tensor, diffusion, t: int, mask_ratio: float = 0.3,
+                       seed: int = 0) -> dict:
+    """Where the masked pass's loss comes from: the ε-MSE per token, averaged over the hidden and over the visible
+    tokens, for the masked pass and — at the same tokens, same x_t — for the unmasked pass; and the RMS of ε̂.
+
+    MDT v1 cannot see a hidden token's x_t, whose noise is independent of everything it sees: the best it can
+    predict there is ε̂ = 0, an MSE of E[ε²] = 1. MDTv2's dense shortcut hands the decoder every token's x_t, so
+    its hidden-token MSE measures what denoising costs when the encoder's context around the token is missing."""
+    g = torch.Generator().manual_seed(int(seed))
+    noise = torch.randn(x0.shape, generator=g)                           # (B, C, H, W)
+    t_batch = torch.full((x0.shape[0],), int(t), dtype=torch.long)
+    x_t = diffusion.q_sample(x0, t_batch, noise)
+    masked, mask = masked_forward(model, x_t, t_batch, y, seed=seed, mask_ratio=mask_ratio)
+    was_training = model.training
+    unmasked = model.eval()(x_t, t_batch, y)                             # no label dropout, like masked_forward
+    model.train(was_training)
+    hidden = mask.bool()                                                 # (B, L), True = hidden
+    C, p = x0.shape[1], model.patch_size
+    per_token = lambda e: token_rms(e, p).pow(2).flatten(1)              # (B, L) mean square per token  # noqa: E731
+    mse_masked, mse_full = per_token(masked[:, :C] - noise), per_token(unmasked[:, :C] - noise)
+    eps_ms = per_token(masked[:, :C])
+    return {"t": int(t), "masked_hidden": mse_masked[hidden].mean().item(),
+            "masked_visible": mse_masked[~hidden].mean().item(),
+            "unmasked_hidden": mse_full[hidden].mean().item(), "unmasked_visible": mse_full[~hidden].mean().item(),
+            "eps_rms_hidden": eps_ms[hidden].mean().sqrt().item(), "eps_rms_visible": eps_ms[~hidden].mean().sqrt().item()}

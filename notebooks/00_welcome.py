@@ -44,10 +44,20 @@ run = mdt_teach.setup()
 # and a mouth but the other eye is missing, and at 300k the ears still disagree. The per-token
 # denoising loss never asks the model to relate one part to another.
 #
-# MDT adds **mask latent modelling**: during training a share of the noisy tokens is hidden and an
-# asymmetric transformer (encoder on the visible tokens → side-interpolater → decoder) must predict the
-# whole image from the rest. At inference nothing is masked, so sampling costs what DiT's does. The
-# authors report MDT learning about 3× faster than DiT, and MDTv2 (long and dense shortcuts, the Adan
+# MDT adds **mask latent modelling**: a second, masked pass in every training step, run by an asymmetric
+# transformer (encoder on the visible tokens → side-interpolater → decoder). At inference nothing is
+# masked, so sampling costs what DiT's does. What the masked pass teaches, in one paragraph (lessons 03–05
+# build and measure each part of it):
+#
+# The masked pass hides 30–50% of the noisy tokens from the encoder and still asks for the noise of
+# every token. In MDT v1 a hidden token's noise is unknowable — the model never reads its x_t — so it
+# predicts ε̂ ≈ 0 there and learns only from the visible tokens, denoised in a context with holes that
+# the side-interpolater fills with features inferred from the visible ones. In MDTv2 the dense
+# shortcut hands the decoder every token's x_t, so a hidden token's noise becomes predictable again,
+# from its own noisy input plus the context inferred from the visible tokens: that hidden-token error
+# is the signal that rewards inferring one part from the others.
+#
+# Whether that makes a model relate the parts of an image sooner is the paper's claim. The authors report MDT learning about 3× faster than DiT, and MDTv2 (long and dense shortcuts, the Adan
 # optimizer, Min-SNR loss weights) more than 10× faster, with ImageNet-256 FID 1.58 — their claims;
 # lesson 08 lets you test the idea yourself at toy scale.
 #

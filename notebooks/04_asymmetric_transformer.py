@@ -32,8 +32,16 @@ run = mdt_teach.setup()
 #   lets kept tokens bypass it — used in the masked pass, dropped at inference;
 # - the **dual-pass loss**: an ordinary pass plus a masked pass, added 1:1.
 #
-# Then you will watch a small MDT, trained on smileys by `tools/make_lesson_checkpoint.py`, fill in
-# hidden parts of a face.
+# Then you will look inside a small MDT, trained on smileys by `tools/make_lesson_checkpoint.py`, and
+# measure what its masked pass predicts where it cannot see — the first half of the course's account:
+#
+# The masked pass hides 30–50% of the noisy tokens from the encoder and still asks for the noise of
+# every token. In MDT v1 a hidden token's noise is unknowable — the model never reads its x_t — so it
+# predicts ε̂ ≈ 0 there and learns only from the visible tokens, denoised in a context with holes that
+# the side-interpolater fills with features inferred from the visible ones. In MDTv2 the dense
+# shortcut hands the decoder every token's x_t, so a hidden token's noise becomes predictable again,
+# from its own noisy input plus the context inferred from the visible tokens: that hidden-token error
+# is the signal that rewards inferring one part from the others.
 #
 # Paper: MDT §3 (mask latent modelling with an asymmetric masking diffusion transformer and a
 # side-interpolater); code: `MDT` on the official repository's `mdtv1` branch.
@@ -191,6 +199,15 @@ torch.testing.assert_close(mine, lib, atol=1e-5, rtol=1e-5)
 
 flops_full, flops_masked = count_flops(model), count_flops(model, enable_mask=True)
 print(f"forward FLOPs: masked pass / full pass = {flops_masked / flops_full:.2f}")
+print(f"one training step = unmasked + masked pass = {1 + flops_masked / flops_full:.2f} full passes "
+      f"(DiT: 1.00)")
+
+# %% [markdown]
+# The masked pass is **not** a saving. Only the encoder's blocks run on the kept tokens; the side block and
+# the decoder run on all N, so the masked pass costs almost a full pass, and a training step runs both
+# passes — about twice DiT's forward cost per step (the ratio above; lesson 05 tabulates it at every
+# size). What MDT buys with that cost is the extra task, not speed per step; and at inference the
+# side-interpolater is dropped, so sampling costs exactly what DiT's does.
 
 # %% [markdown]
 # ## 7 · Why the side-interpolater is dropped at inference
@@ -280,8 +297,9 @@ print("from-scratch masked pass == library:", torch.allclose(mine, lib, atol=1e-
 # ε-space MDT v1 cannot "fill in" hidden pixels (which is why x̂_0 is left grey there: the formula
 # would only rescale an x_t the model never read). What the masked pass trains is the encoder and the
 # side-interpolater: the visible tokens' noise must still be predicted from a context with holes in it,
-# so the features have to learn how the parts of a face relate. MDTv2's dense input shortcut (lesson 05)
-# hands the hidden x_t to the decoder, and there ε̂ is no longer zero.
+# and the decoder reads, at the hidden positions, features the side-interpolater inferred from the
+# visible tokens. MDTv2's dense input shortcut (lesson 05) hands the hidden x_t to the decoder, and
+# there ε̂ is no longer zero. The cell after the widget measures how much each kind of token costs.
 #
 # Slide the mask ratio and t: how much of a face can be hidden before the visible estimate degrades?
 
@@ -301,6 +319,30 @@ from mdt_teach.viz.reconstruction import reconstruction_widget
 reconstruction_widget(model, x0[:3], y[:3], diffusion)
 
 # %% [markdown]
+# ### Where the masked pass's loss comes from
+# The heat map says *what* v1 predicts at hidden tokens; the loss says what each kind of token teaches.
+# `masked_pass_errors` runs both passes on the same x_t and measures the ε-MSE per element over the
+# hidden tokens and over the visible ones — for the masked pass and, at the same tokens, for the
+# unmasked pass (which sees everything).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from mdt_teach.lessons import masked_pass_errors
+
+for t_probe in (100, 300):
+    e = masked_pass_errors(model, x_check, y_check, diffusion, t=t_probe, mask_ratio=0.3, seed=7)
+    print(f"t = {t_probe}: masked pass MSE hidden {e['masked_hidden']:.3f}, visible {e['masked_visible']:.3f}"
+          f" | unmasked pass at the same tokens: {e['unmasked_hidden']:.3f}, {e['unmasked_visible']:.3f}")
+    assert abs(e["masked_hidden"] - 1) < 0.05                         # the irreducible E[ε²] = 1: ε̂ ≈ 0
+    assert e["masked_visible"] < 1.5 * e["unmasked_visible"]          # the holes cost the visible tokens little
+
+# %% [markdown]
+# The hidden tokens' error sits at the irreducible 1 (ε̂ ≈ 0 against noise of variance 1): all the gradient
+# there does is hold ε̂ at zero. The visible tokens carry the learning signal, and at this toy scale the
+# holes make their task barely harder than in the unmasked pass (compare the two visible columns). Lesson 05
+# runs the same measurement on MDTv2, where the hidden column changes completely.
+
+# %% [markdown]
 # ## Summary
 # - MDT v1 = DiT's blocks split into an encoder (depth − 2 blocks) and a decoder (2 blocks), with a
 #   side-interpolater between them in the masked pass only.
@@ -309,8 +351,10 @@ reconstruction_widget(model, x0[:3], y[:3], diffusion)
 # - The side-interpolater fills mask tokens, adds `decoder_pos_embed`, runs one block, and keeps its
 #   output only at masked positions. At inference it is skipped; it costs nothing to sample.
 # - Loss = unmasked-pass loss + masked-pass loss, 1:1, same x_0 and t, fresh noise, all tokens.
-# - At hidden tokens the noise is unknowable, so a trained v1 predicts ε̂ ≈ 0 there: the masked pass
-#   teaches context through the visible tokens' predictions, not by painting the hidden ones.
+# - At hidden tokens the noise is unknowable, so a trained v1 predicts ε̂ ≈ 0 there (error ≈ 1, measured):
+#   the masked pass teaches through the visible tokens' predictions, not by painting the hidden ones.
+# - The masked pass costs almost a full pass; a training step costs about twice a DiT step; sampling
+#   costs the same as DiT.
 #
 # ## Exercises
 # 1. In `my_masked_forward`, feed the side block's output to the kept tokens too
