@@ -21,8 +21,8 @@ import mdt_teach
 run = mdt_teach.setup()
 
 # %% [markdown]
-# The line above is the **profile banner**. `mdt_teach.setup()` picks one of three sizes and every
-# lesson reads its sizes from `run`:
+# Run the cell above: it prints the **profile banner**, one line with the profile, device, dtype and torch
+# version. `mdt_teach.setup()` picks one of three sizes and every lesson reads its sizes from `run`:
 #
 # | profile | when | what it trains |
 # |---|---|---|

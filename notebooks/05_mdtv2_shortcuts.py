@@ -244,18 +244,32 @@ with torch.device("meta"):
                      for name in ("MDT-XL/2", "MDTv2-XL/2")}
 
 # %% [markdown]
-# Check against the official numbers (reference spec §1.16, counted by instantiating the official
-# classes) and against the closed form for MDTv2: with h = (depth − dl)/2 and H heads,
+# Check against the official numbers (counted by instantiating the classes of the official
+# `masked_diffusion/models.py`; `docs/model_sizes.md` records them) and against a closed form for MDTv2,
+# built term by term like lesson 02's count for DiT. For D = hidden size, H heads, C = 4 latent channels,
+# p = 2, a 16 × 16 grid, 1000 classes and learned σ:
 #
-# $$P_{\text{v2}} = (2h + dl + 1)(18D^2 + 15D + 964H) + (h + dl)(2D^2 + D) + 512D + D + 17D
-#  + (D^2 + 258D) + 1001D + (2D^2 + 34D + 32)$$
+# | piece | parameters |
+# |---|---|
+# | one block: qkv 3D² + 3D, proj D² + D, MLP 8D² + 5D, adaLN 6D² + 6D | 18D² + 15D |
+# | its relative-bias table: (2·16 − 1)² + 3 = 964 rows × H | 964H |
+# | blocks with a bias: h in + h out + dl decoder + 1 side block | × (2h + dl + 1) |
+# | one skip projection `skip_linear`: 2D → D | 2D² + D, × (h + dl) |
+# | pos_embed + decoder_pos_embed (256 × D each, frozen but stored) | 512D |
+# | mask token | D |
+# | patch embedding: a p × p conv from C = 4 channels, + bias | 16D + D = 17D |
+# | timestep embedder: 256 → D → D | (256D + D) + (D² + D) = D² + 258D |
+# | label table: 1000 classes + the null class | 1001D |
+# | final layer: adaLN 2D² + 2D, linear D → p²·2C = 32, + bias | 2D² + 34D + 32 |
 
 # %%
 def mdtv2_params(depth, D, H, dl):
-    """Closed form of the MDTv2 parameter count (C = 4, p = 2, learn_sigma, 1000 classes, G = 16)."""
+    """The table above, summed (C = 4, p = 2, learned σ, 1000 classes, G = 16)."""
     h = (depth - dl) // 2
-    return ((2 * h + dl + 1) * (18 * D**2 + 15 * D + 964 * H) + (h + dl) * (2 * D**2 + D) + 512 * D + D + 17 * D
-            + (D**2 + 258 * D) + 1001 * D + (2 * D**2 + 34 * D + 32))
+    block, bias_table, skip = 18 * D**2 + 15 * D, 964 * H, 2 * D**2 + D
+    stem = 512 * D + D + 17 * D + (D**2 + 258 * D) + 1001 * D          # pos embeds, mask token, embedders
+    head = 2 * D**2 + 34 * D + 32
+    return (2 * h + dl + 1) * (block + bias_table) + (h + dl) * skip + stem + head
 
 
 assert table["DiT-XL/2"][0] == 675_129_632
@@ -280,16 +294,21 @@ print("v1 hidden-patch change is exactly 0:", change[("MDT v1", "hidden")] == 0.
       "| v2 hidden-patch change > 0:", change[("MDTv2", "hidden")] > 0)
 
 # %%
-# Parameters against compute, one point per model.
-fig, ax = plt.subplots(figsize=(5, 3.2))
-for family, marker in (("DiT", "o"), ("MDT", "s"), ("MDTv2", "^")):
-    names = [n for n in table if n.startswith(family + "-")]
-    ax.plot([table[n][1] / 1e6 for n in names], [table[n][2] for n in names], marker=marker, label=family)
-ax.set_xlabel("inference parameters (M)")
-ax.set_ylabel("GFLOPs per forward")
-ax.set_xscale("log")
-ax.set_yscale("log")
-ax.legend()
+# Parameters and compute side by side, one group of bars per size (DiT and MDT v1 coincide at inference).
+import numpy as np
+
+sizes, families = ("S", "B", "L", "XL"), ("DiT", "MDT", "MDTv2")
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+for k, family in enumerate(families):
+    names = [f"{family}-{size}/2" for size in sizes]
+    pos = np.arange(len(sizes)) + (k - 1) * 0.27
+    axes[0].bar(pos, [table[n][1] / 1e6 for n in names], width=0.27, label=family)
+    axes[1].bar(pos, [table[n][2] for n in names], width=0.27, label=family)
+for ax, label in zip(axes, ("inference parameters (M)", "GFLOPs per forward")):
+    ax.set_xticks(np.arange(len(sizes)), [f"{s}/2" for s in sizes])
+    ax.set_ylabel(label)
+axes[0].legend()
+fig.tight_layout()
 plt.show()
 
 # %% [markdown]

@@ -96,7 +96,9 @@ assert plans[(8, True)].optimizer * 8 == plan8.optimizer  # ZeRO: one eighth per
 
 # %% [markdown]
 # ## 3 · bf16 and torch.compile
-# The official MDTv2 training runs in fp32 (its fp16 flag is broken for MDT). `mdt_teach` autocasts by
+# The official MDTv2 training runs in fp32: `masked_diffusion/train_util.py: TrainLoop` defaults to
+# `use_fp16=False`, and its fp16 path (ADM's `MixedPrecisionTrainer`) needs a `convert_to_fp16` method
+# that the MDT models in `masked_diffusion/models.py` do not define. `mdt_teach` autocasts by
 # profile: **bf16** where the GPU supports it (A100, H100), **fp16 + GradScaler** on a T4, fp32 on a
 # CPU. `--compile` wraps the model in `torch.compile`. The decision logic is plain code you can query
 # without a GPU:

@@ -33,3 +33,36 @@ def test_no_place_still_claims_the_masked_pass_predicts_the_whole_image():
     stale = [place for place in PLACES if re.search(r"predict the whole image from the rest|fill in hidden parts",
                                                      plain((ROOT / place).read_text()))]
     assert not stale, stale
+
+
+def test_lesson_04_solution_1_feeding_the_side_output_to_kept_tokens():
+    """Lesson 04, exercise 1: the output moves a lot at the kept tokens and almost nothing at the hidden ones."""
+    import torch
+
+    from mdt_teach.data import smileys_batch
+    from mdt_teach.diffusion import GaussianDiffusion
+    from mdt_teach.lessons import load_lesson_checkpoint
+    from mdt_teach.models import MDT
+
+    model, _ = load_lesson_checkpoint()
+    x0, y = smileys_batch(8, seed=3)
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 1000, (8,), generator=g)
+    x_t = GaussianDiffusion().q_sample(x0, t, torch.randn(x0.shape, generator=g))
+    run = lambda: model(x_t, t, y, enable_mask=True, generator=torch.Generator().manual_seed(1))  # noqa: E731
+    with torch.no_grad():
+        right = run()
+        original = MDT.forward_side_interpolater
+
+        def side_output_everywhere(self, h, c, mask, ids_restore):
+            return original(self, h, c, torch.ones_like(mask), ids_restore)   # every token takes x_side
+        MDT.forward_side_interpolater = side_output_everywhere
+        try:
+            wrong = run()
+        finally:
+            MDT.forward_side_interpolater = original
+    from mdt_teach.lessons import model_mask
+    mask = model_mask(model, 8, seed=1).bool()                                   # (B, L), True = hidden
+    per_token = (wrong - right).abs().reshape(8, -1, 8, 4, 8, 4).mean(dim=(1, 3, 5)).flatten(1)   # (B, L)
+    kept, hidden = per_token[~mask].mean().item(), per_token[mask].mean().item()
+    assert kept > 0.5 and hidden < 0.002 and kept > 300 * hidden, (kept, hidden)   # the solution says 0.67, 0.0007
