@@ -153,10 +153,17 @@ def lesson_title(src: Path) -> str:
     return first.split("·", 1)[1].strip()
 
 
+def lesson_widgets(src: Path) -> list[str]:
+    """The widgets a lesson shows: every `*_widget(` call in its code, as words ("forward process")."""
+    calls = re.findall(r"^(?!def )\s*(?:\w+ = )?(\w+)_widget\(", src.read_text(), re.M)
+    return list(dict.fromkeys(name.replace("_", " ") for name in calls))
+
+
 def readme_table() -> str:
-    """The README's lesson table: number, title and Colab badge of every lesson."""
-    rows = ["| # | lesson | Colab |", "|---|---|---|"]
-    rows += [f"| {src.name[:2]} | {lesson_title(src)} | {colab_badge(src.stem)} |" for src in lesson_sources()]
+    """The README's lesson table: number, title, widgets and Colab badge of every lesson."""
+    rows = ["| # | lesson | widget | Colab |", "|---|---|---|---|"]
+    rows += [f"| {src.name[:2]} | {lesson_title(src)} | {', '.join(lesson_widgets(src)) or '—'} | "
+             f"{colab_badge(src.stem)} |" for src in lesson_sources()]
     return "\n".join(rows)
 
 
