@@ -30,7 +30,12 @@ from .resources import data_file
 # ----------------------------------------------------------------------------------------------
 FG_THRESHOLD = 0.12      # face pixels differ from the background by more than this (any channel)
 DARK_DROP = 0.30         # eye/mouth pixels are this much darker than the face's median luminance
-MIN_FACE_FRACTION = 100 / 1024   # a face covers >= 100 px of a 32×32 image
+# The face component must look like a face (docs/smileys.md: skin-coloured discs of radius 10–13 px):
+FACE_RADIUS = (8 / 32, 16 / 32)  # √(area/π) as a fraction of the image side: 8–16 px at 32 (noise: 18)
+BOX_FILL = (0.60, 0.90)  # area / bounding-box area: π/4 ≈ 0.785 for a disc, 1 for a square or for noise
+MIN_DISC_IOU = 0.75      # IoU with the equal-area disc at the centroid: 1 for a disc, 0.64 for a 2:1 ellipse
+FACE_COLORS = ((0.85, 1.00), (0.58, 0.90), (0.20, 0.50))  # R, G, B ranges of the face colour (both worlds)
+COLOR_TOL = 0.10         # the skin's mean colour may lie this far outside FACE_COLORS (noise: ≈ 0.5 grey)
 MIN_BLOB = 3             # dark blobs smaller than this are specks, not eyes
 TOL_PX = 1.5             # symmetry / same-height / mouth-gap tolerance in pixels (the shift test is 3 px)
 _FOUR = ndimage.generate_binary_structure(2, 1)
@@ -126,7 +131,7 @@ def classify_mouth(var_x, var_y, curvature) -> np.ndarray:
 class TwoEyesResult:
     """Per-image flags of `two_eyes` plus the summary `.score` and `.funnel`."""
 
-    face_found: np.ndarray     # (N,) bool: a face-sized foreground component
+    face_found: np.ndarray     # (N,) bool: a round, face-coloured foreground component of face size
     eye_count: np.ndarray      # (N,) int: dark blobs other than the mouth (lowest blob)
     eyes_upper: np.ndarray     # (N,) bool: both eyes above cy + 0.15 R
     symmetric: np.ndarray      # (N,) bool: eye midpoint on the face axis, eye areas within 2x
@@ -190,6 +195,30 @@ def _face_geometry(face: np.ndarray):
     return area, cx, cy, np.sqrt(area / np.pi)
 
 
+def _face_checks(x: np.ndarray, lum: np.ndarray, median: np.ndarray, face: np.ndarray, area: np.ndarray,
+                 cx: np.ndarray, cy: np.ndarray, radius: np.ndarray) -> dict:
+    """Does each image's face mask look like a face? (N,) bools "size", "round", "color" and the measures behind them.
+
+    On noise the largest foreground component is nearly the whole image: too large, filling its
+    bounding box, grey on average. A face-coloured square fills its box; a grey disc has the wrong colour."""
+    _, _, h, w = x.shape
+    side = np.sqrt(h * w)
+    size = (radius >= FACE_RADIUS[0] * side) & (radius <= FACE_RADIUS[1] * side)
+    box = face.any(2).sum(1) * face.any(1).sum(1)          # a 4-connected component's rows/columns are contiguous
+    dx2 = (np.arange(w) - cx[:, None]) ** 2                 # (N, W) (nan without a face)
+    dy2 = (np.arange(h) - cy[:, None]) ** 2                 # (N, H)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        disc = dy2[:, :, None] + dx2[:, None, :] <= (area / np.pi)[:, None, None]  # (N, H, W) equal-area disc
+        disc_iou = (face & disc).sum((1, 2)) / (face | disc).sum((1, 2))
+        fill = area / box
+        skin = face & (lum >= (median - DARK_DROP)[:, None, None])          # the face minus eyes and mouth
+        color = np.einsum("nchw,nhw->nc", x, skin.astype(x.dtype)) / skin.sum((1, 2))[:, None]  # (N, 3)
+        round_ = (fill >= BOX_FILL[0]) & (fill <= BOX_FILL[1]) & (disc_iou >= MIN_DISC_IOU)
+        lo, hi = np.array(FACE_COLORS).T
+        color_ok = ((color >= lo - COLOR_TOL) & (color <= hi + COLOR_TOL)).all(1)
+    return {"size": size, "round": round_, "color": color_ok, "fill": fill, "disc_iou": disc_iou, "skin_color": color}
+
+
 def _with_sentinel(blobs: _Blobs) -> _Blobs:
     """Append one all-nan blob, so index -1 ("no such blob") reads nan and fails every test."""
     nan = np.array([np.nan])
@@ -207,15 +236,16 @@ def _face_luminance_median(lum: np.ndarray, face: np.ndarray) -> np.ndarray:
 def two_eyes(images, labels=None) -> TwoEyesResult:
     """Check each image for one face with exactly two symmetric eyes at one height and a mouth below."""
     x = _as_unit_images(images)                                      # (N, 3, H, W) in [0, 1]
-    n, _, h, w = x.shape
+    n = len(x)
     border = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
     background = np.median(border, axis=2)                           # (N, 3)
     fg = np.abs(x - background[:, :, None, None]).max(1) > FG_THRESHOLD  # (N, H, W)
     face = _largest_component(fg)
     area, cx, cy, radius = _face_geometry(face)
-    face_found = area >= MIN_FACE_FRACTION * h * w
     lum = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))  # (N, H, W)
     median = _face_luminance_median(lum, face)
+    checks = _face_checks(x, lum, median, face, area, cx, cy, radius)
+    face_found = checks["size"] & checks["round"] & checks["color"]
     dark = face & face_found[:, None, None] & (lum < (median - DARK_DROP)[:, None, None])
     blobs = _blob_moments(dark)
     table = _per_image_blobs(blobs, n)                               # (N, K) top to bottom, -1 empty

@@ -1,4 +1,6 @@
 """Two-eyes checker, Fréchet distance, the committed feature net and FD-smileys, FID plumbing."""
+import itertools
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -52,6 +54,10 @@ def test_each_corruption_fails(world, kind):
         assert np.mean(result.eye_count == 3) >= 0.95
     if kind == "shift_eye":
         assert np.mean(~result.same_height) >= 0.95
+    if kind == "noise":
+        assert result.face_found.mean() <= 0.01          # measured: 0 (the component is the whole image)
+    else:
+        assert result.face_found.mean() >= 0.98          # measured: 1 (the face itself is intact)
     f = result.funnel
     assert f["face_found"] >= f["two_eyes"] >= f["passed"]
 
@@ -68,6 +74,60 @@ def test_expression_reader_per_class():
     assert result.expression_ok is None and result.expression_accuracy is None
     for c in range(len(SMILEY_CLASSES)):
         assert np.mean(result.expression[y.numpy() == c] == c) >= 0.95
+
+
+# Face colours of both worlds (docs/smileys.md): the default colour and the corners of the varied box.
+FACE_COLORS = [(0.93, 0.68, 0.40)] + list(itertools.product((0.85, 1.0), (0.58, 0.90), (0.20, 0.50)))
+BACKGROUNDS = (0.80, 0.88, 0.95)
+
+
+def _painted(distance, colors, backgrounds):
+    """Flat shapes (N, 3, 32, 32) in [-1, 1]: each colour over a grey background, anti-aliased from the
+    signed distance (N, 32, 32) of each pixel centre to the shape's edge (< 0 inside)."""
+    alpha = np.clip(0.5 - distance, 0, 1)[:, None]                              # (N, 1, H, W)
+    bg = np.asarray(backgrounds, np.float32)[:, None, None, None]
+    img = bg + alpha * (np.asarray(colors, np.float32)[:, :, None, None] - bg)
+    return torch.from_numpy((img * 2 - 1).astype(np.float32))
+
+
+def _shapes(kind, size):
+    """Every face colour on every background: signed distances of one shape of equivalent radius `size`."""
+    cases = list(itertools.product(FACE_COLORS, BACKGROUNDS))
+    Y, X = np.mgrid[:32, :32] - 15.5                                            # (H, W), centre 15.5
+    if kind == "disc":
+        d = np.hypot(X, Y) - size
+    elif kind == "square":                                                     # side √π·r: the disc's area
+        d = np.maximum(np.abs(X), np.abs(Y)) - np.sqrt(np.pi) * size / 2
+    elif kind == "ellipse":                                                    # 2:1, the disc's area
+        a, b = size * np.sqrt(2), size / np.sqrt(2)
+        d = (np.hypot(X / a, Y / b) - 1) * b
+    distance = np.repeat(d[None], len(cases), 0)
+    return [c for c, _ in cases], [b for _, b in cases], distance
+
+
+@pytest.mark.parametrize("size", [10.0, 11.5, 13.0])
+def test_face_found_means_a_round_face_coloured_disc(size):
+    colors, backgrounds, disc = _shapes("disc", size)
+    flat = two_eyes(_painted(disc, colors, backgrounds))        # a face with no eyes and no mouth
+    assert flat.face_found.all() and (flat.eye_count == 0).all() and flat.score == 0.0
+    assert np.abs(flat.face_radius - size).max() < 0.5
+    for kind in ("square", "ellipse"):                           # same colours, same area, not round
+        _, _, distance = _shapes(kind, size)
+        assert not two_eyes(_painted(distance, colors, backgrounds)).face_found.any(), kind
+    grey = two_eyes(_painted(disc, [(0.45, 0.45, 0.45)] * len(disc), backgrounds))   # round, wrong colour
+    assert not grey.face_found.any()
+
+
+def test_no_face_is_found_in_noise():
+    g = torch.Generator().manual_seed(0)
+    gaussian = torch.randn(256, 3, 32, 32, generator=g).clamp(-1, 1)   # stands in for an untrained model's samples
+    uniform = torch.rand(256, 3, 32, 32, generator=g) * 2 - 1
+    for name, x in (("gaussian", gaussian), ("uniform", uniform)):
+        result = two_eyes(x)
+        f = result.funnel
+        assert f["face_found"] <= 0.01 and f["two_eyes"] <= 0.01 and f["passed"] == 0.0, (name, f)  # measured: 0, 0, 0
+    grey = two_eyes(torch.zeros(4, 3, 32, 32))                   # one flat mid-grey: nothing in the foreground
+    assert not grey.face_found.any()
 
 
 def test_blank_images_and_bad_input():
