@@ -27,7 +27,8 @@ run = mdt_teach.setup()
 # and no weight decay. Adan is part of the ">10× faster" recipe. In this lesson you:
 # - go from SGD with momentum to Adam to Adan's **gradient-difference** term;
 # - build one Adan step from scratch and check it against `mdt_teach.optim.Adan` and a published Adan;
-# - watch optimizers race on 2-D test functions;
+# - switch the difference term on and off with everything else held equal, and measure what it does
+#   on two 2-D test functions;
 # - count the memory that Adan's four buffers cost.
 
 # %% [markdown]
@@ -136,10 +137,80 @@ if PublishedAdan is not None:
     torch.testing.assert_close(library, train(with_optimizer(PublishedAdan)), rtol=0, atol=1e-12)
 
 # %% [markdown]
-# ## Explore: optimizers on 2-D landscapes
-# Rosenbrock's banana-shaped valley and a noisy valley are classic tests. Move the learning rate and the
-# betas: Adan's difference term lets it turn faster along a curving valley, and the sign-like first step
-# shows up as a 45° move.
+# ## Explore: what does the difference term alone do?
+# Adam with its defaults against Adan with its defaults changes three things at once: β1 (0.9 vs 0.98),
+# the second-moment β (0.999 vs 0.99) *and* the difference term. To see the difference term alone, give
+# both optimizers the same lr, β1 and β3: Adam gets betas (β1, β3), Adan gets (β1, β2, β3). With β2 = 0
+# the v̂ term drops out of Adan's update and n tracks g², which is Adam's update (eps outside the root in
+# both). So Adan with β2 = 0 must retrace Adam, and turning β2 on changes nothing else.
+#
+# The cell below runs both on Rosenbrock's banana-shaped valley and on a narrow valley with noisy
+# gradients, at three learning rates and two sets of betas (Adam's defaults and Adan's), 300 steps each.
+# A path's **final loss** is the mean f over its last 50 steps; in the noisy valley it is also averaged
+# over three noise draws (seeds), the same draws for every optimizer.
+
+# %%
+import numpy as np
+
+from mdt_teach.viz.optim import final_loss, trajectory
+
+BETAS = {"Adam's (0.9, 0.999)": (0.9, 0.999), "Adan's (0.98, 0.99)": (0.98, 0.99)}   # (β1, β3)
+LRS = [10 ** -1.5, 10 ** -1, 10 ** -0.5]                  # three values of the widget's lr slider
+SEEDS = {"rosenbrock": [0], "noisy valley": [0, 1, 2]}    # Rosenbrock's gradients are noise-free
+STEPS = 300
+gap, pairs, results = 0.0, 0, {}
+for landscape, seeds in SEEDS.items():
+    for name, (b1, b3) in BETAS.items():
+        for lr in LRS:
+            finals = {"Adam": [], "Adan": []}
+            for seed in seeds:
+                adam = trajectory(landscape, "Adam", STEPS, lr, beta1=b1, beta3=b3, seed=seed)
+                off = trajectory(landscape, "Adan", STEPS, lr, beta1=b1, beta2=0.0, beta3=b3, seed=seed)
+                on = trajectory(landscape, "Adan", STEPS, lr, beta1=b1, beta2=0.92, beta3=b3, seed=seed)
+                gap, pairs = max(gap, np.abs(adam - off).max()), pairs + 1
+                finals["Adam"].append(final_loss(landscape, adam, STEPS))
+                finals["Adan"].append(final_loss(landscape, on, STEPS))
+            results[landscape, name, lr] = {k: float(np.mean(v)) for k, v in finals.items()}
+print(f"largest |θ_Adam − θ_Adan(β2 = 0)| over all {pairs} path pairs:", gap)
+assert gap <= 1e-12
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("Adan with β2 = 0 retraces Adam:", gap <= 1e-12)
+print(f"{'landscape':13} {'betas (β1, β3)':20} {'lr':>6}  {'Adam':>6}  {'Adan β2=0.92':>12}  {'ratio':>5}")
+for (landscape, name, lr), r in results.items():
+    print(f"{landscape:13} {name:20} {lr:6.3g}  {r['Adam']:6.2g}  {r['Adan']:12.2g}  {r['Adan'] / r['Adam']:5.2g}")
+
+# %%
+ratio = {key: r["Adan"] / r["Adam"] for key, r in results.items()}   # < 1: the difference term helps
+adam_b, adan_b = BETAS
+assert all(ratio["rosenbrock", adan_b, lr] < 0.25 for lr in LRS)           # heavy momentum: helps at every lr
+assert ratio["rosenbrock", adam_b, LRS[0]] < 1 < 2 < ratio["rosenbrock", adam_b, LRS[2]]  # β1 = 0.9: mixed
+assert all(ratio["noisy valley", b, LRS[2]] < 0.7 for b in BETAS)        # noisy valley, large lr: helps
+assert all(1 < ratio["noisy valley", b, LRS[0]] < 1.2 for b in BETAS)    # noisy valley, small lr: ≈ no change
+
+# %% [markdown]
+# What the table shows:
+# - **The control works.** Adan with β2 = 0 retraces Adam: the largest gap between the two paths, printed
+#   above, is 0. Every difference in the last two columns comes from the difference term.
+# - **Rosenbrock with Adan's betas (β1 = 0.98): it helps at every lr**: the final loss drops to 0.19×,
+#   0.018× and 0.18× of Adam's (0.6 → 0.011 at lr 0.1). The widget shows how at lr 0.1: with momentum
+#   this heavy, Adam overshoots the valley floor and zigzags across it. The difference d = g_k − g_{k−1}
+#   is large whenever the gradient flips sign, and it pushes with the new gradient against the old
+#   momentum; Adan's path hardly zigzags, runs down the floor and reaches the minimum while Adam is still
+#   on the way.
+# - **Rosenbrock with Adam's betas (β1 = 0.9): mixed.** It helps at lr 0.0316 (0.57×), is slightly worse
+#   at 0.1 (1.2×) and **hurts at 0.316 (3×)**.
+# - **Noisy valley:** about no change at lr 0.0316 (1.1× for both betas), 0.96× and 0.63× at lr 0.1,
+#   and better at lr 0.316 (0.55× and 0.58×).
+#
+# So the difference term is no free win. On these landscapes it pays off most together with heavy
+# momentum (β1 = 0.98, what MDTv2 uses), and with β1 = 0.9 and a large lr it can make things worse.
+#
+# The widget runs the same three contenders: Adam (thick blue), Adan with β2 = 0 (dashed orange; it
+# should hide inside the blue line, and the right panel's title prints the largest gap) and Adan with
+# your β2 (red). lr, β1 and β3 apply to all three. It starts at Adan's betas and lr 0.1, the table's
+# Rosenbrock row for Adan's betas at lr 0.1. Each first step is a sign step, so every path starts with a 45° move.
 
 # %%
 from mdt_teach.viz.optim import trajectory_widget
@@ -182,24 +253,38 @@ print("first step is a sign step:", bool(torch.allclose(theta1, torch.tensor([0.
 #
 # ## Summary
 # - Adan = Adam + an EMA of the gradient *difference*, which gives Nesterov-style look-ahead; n tracks
-#   the square of the corrected gradient g + β2·d.
+#   the square of the corrected gradient g + β2·d. With β2 = 0 and the same β1, β3, Adan *is* Adam.
+# - With everything else equal, the difference term helped a lot on Rosenbrock with heavy momentum
+#   (β1 = 0.98), but with β1 = 0.9 it hurt at a large lr: measure it, don't assume it.
 # - Bias correction makes the first step a sign step of size η.
 # - It costs two more parameter-sized buffers than AdamW (4 vs 2), which ZeRO sharding hides at scale.
 #
 # ## Exercises
-# 1. Set β2 = 0 in `adan_step`. Which optimizer do you get?
+# 1. Set β2 = 0 in `adan_step` and show on paper that the update is Adam's. Which of Adam's two betas is
+#    β3? Check it on the MLP above against `torch.optim.Adam`.
 # 2. Add proximal weight decay (divide θ by 1 + η·λ after the step) and check it against
 #    `Adan(..., weight_decay=0.05)`.
-# 3. In the widget, find a learning rate where Adam diverges on Rosenbrock and Adan does not (or show
-#    that none exists).
+# 3. In the widget (Rosenbrock, default betas), find an lr on the slider where Adam diverges (its legend
+#    says "diverged") and Adan does not, or show that none exists. For contrast, run
+#    `trajectory("rosenbrock", "SGD momentum", lr=0.01)`: plain SGD with momentum β1 = 0.98.
 
 # %% [markdown]
 # <details><summary>Solutions</summary>
 #
-# 1. With β2 = 0, v = d and the update uses m̂ only, with n tracking g²: Adam (with β1, β3 as its betas
-#    and eps outside the root).
+# 1. With β2 = 0, v̂ = d gets weight 0 in the update and n tracks (g + 0·d)² = g²: Adam, with betas
+#    (β1, β3), and eps outside the root as in `torch.optim.Adam`. Check: clear `states`, train with
+#    `adan_step(..., betas=(0.9, 0.0, 0.999))`, and compare with
+#    `train(with_optimizer(lambda ps, lr: torch.optim.Adam(ps, lr=lr, betas=(0.9, 0.999))))` using
+#    `assert_close(..., rtol=0, atol=1e-12)` (the gap is below 1e-15).
 # 2. `theta = (theta - lr * (m_hat + b2 * v_hat) / (n_hat.sqrt() + eps)) / (1 + lr * wd)`; train with
 #    `Adan(net.parameters(), lr=0.01, weight_decay=0.05)` and `assert_close` as above.
-# 3. Try lr around 0.05–0.1: look at where each path ends and how far it overshoots.
+# 3. None exists. At the default betas, at all 31 lrs on the slider (0.001 to 1), neither Adam's nor
+#    Adan's path is cut, and no coordinate ever moves by more than lr in one step
+#    (`tests/test_viz_optim.py` checks this). So 300 steps move θ by at most 300·lr,
+#    never to the |θ| = 1000 where a path is cut. Adam divides by √n̂, so its step does not grow with the
+#    gradient: Kingma & Ba (arXiv 1412.6980, Section 2.1) bound it by α·(1 − β1)/√(1 − β2) when
+#    (1 − β1) > √(1 − β2), and by α otherwise (here 1 − 0.98 < √(1 − 0.99), so by lr). SGD's step is
+#    lr·g, and Rosenbrock's gradient at the start is about (−155, −50): at lr 0.01 the SGD path is cut
+#    after 4 steps (`trajectory` returns 5 points).
 #
 # </details>
