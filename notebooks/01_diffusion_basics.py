@@ -82,14 +82,33 @@ plt.show()
 #
 # $$\mathrm{SNR}(t) = \frac{\bar\alpha_t}{1-\bar\alpha_t}.$$
 #
-# It falls from about 10⁴ at t = 0 to about 4·10⁻⁵ at t = 999. SNR = 1 (as much signal as noise) sits
-# near the middle. Lesson 07 builds MDTv2's **Min-SNR-5** loss weights from exactly this curve.
+# SNR = 1 means as much signal as noise, i.e. ᾱ_t = 0.5. Where does the schedule cross it?
 
 # %%
 snr = alpha_bar / (1 - alpha_bar)
 t_half = int(np.argmin(np.abs(snr - 1)))
 assert snr[t_half - 1] > 1 > snr[t_half + 1]  # SNR falls monotonically through 1
+n_noisy = int((snr < 1).sum())  # steps with more noise than signal
 print(f"SNR(0) = {snr[0]:.0f}, SNR(999) = {snr[999]:.1e}, SNR crosses 1 at t ≈ {t_half}")
+print(f"SNR < 1 on {n_noisy} of {T} steps ({n_noisy / T:.0%})")
+
+fig, axes = plt.subplots(1, 2, figsize=(9, 2.8))
+axes[0].plot(alpha_bar)
+axes[0].set(title="ᾱ_t", xlabel="t")
+axes[1].semilogy(snr)
+axes[1].axhline(1, color="grey", ls="--", lw=0.8)
+axes[1].axvline(t_half, color="tab:red", lw=0.8)
+axes[1].set(title=f"SNR(t); red: t = {t_half}", xlabel="t")
+for ax in axes:
+    ax.grid(alpha=0.3)
+fig.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The cell above prints the facts: SNR falls from about 10⁴ at t = 0 to about 4·10⁻⁵ at t = 999, and it
+# crosses 1 at t ≈ 258, only about a quarter of the way through. The linear schedule spends the other
+# three quarters (the printed 741 of 1000 steps) at SNR < 1, where noise outweighs the image.
+# Lesson 07 builds MDTv2's **Min-SNR-5** loss weights from exactly this curve.
 
 # %% [markdown]
 # ## Check against the library
@@ -156,7 +175,7 @@ torch.testing.assert_close(var.expand_as(lib_var), lib_var)
 # %%
 # NBVAL_CHECK_OUTPUT
 print("T =", diffusion.num_timesteps, "| betas", betas[0], "→", betas[-1])
-print("SNR crosses 1 at t =", t_half)
+print("SNR crosses 1 at t =", t_half, "| steps with SNR < 1:", n_noisy)
 print("x_t shape", tuple(x_399.shape))
 
 # %% [markdown]
@@ -178,7 +197,8 @@ forward_process_widget(x0, diffusion)
 #
 # ## Summary
 # - x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε: any noise level in one step; linear β from 1e-4 to 0.02 over 1000 steps.
-# - SNR(t) = ᾱ_t / (1−ᾱ_t) falls from ~10⁴ to ~10⁻⁵; it crosses 1 near the middle of the schedule.
+# - SNR(t) = ᾱ_t / (1−ᾱ_t) falls from ~10⁴ to ~4·10⁻⁵; it crosses 1 (ᾱ_t = 0.5) at t ≈ 258, a quarter
+#   of the way in, so the schedule spends about three quarters of its steps at SNR < 1.
 # - The network predicts ε; x̂_0 and the posterior mean follow in closed form, and one reverse step is
 #   a Gaussian sample around that mean.
 #
@@ -191,10 +211,24 @@ forward_process_widget(x0, diffusion)
 # %% [markdown]
 # <details><summary>Solutions</summary>
 #
-# 1. `int(np.argmin(abs(alpha_bar - 0.5)))` ≈ 280; for 0.01, ≈ 700 (look it up on the plot).
-# 2. Loop `x = posterior(predict_x0(x, t, eps_t), x, t)` with the ε that maps x_0 to each x_t
-#    (`eps_t = (x - sqrt(ab)*x0)/sqrt(1-ab)`): with the exact ε the posterior mean moves x straight
-#    towards x_0, and the added noise shrinks with β̃_t.
+# 1. ᾱ_t = 0.5 is exactly SNR = 1, so it is the `t_half` printed above: `int(np.argmin(abs(alpha_bar - 0.5)))`
+#    = 258. For 0.01, `int(np.argmin(abs(alpha_bar - 0.01)))` = 673 (ᾱ_673 ≈ 0.0100). The ᾱ_t plot in
+#    "Signal-to-noise ratio" shows both roughly; the argmin gives them exactly.
+# 2. `posterior` returns `(mean, var)`; recompute the ε that maps x_0 to the current x at every step:
+#    ```python
+#    x = q_sample(x0, torch.full((4,), 400), eps)
+#    for s in range(400, 395, -1):  # 5 steps: t = 400 … 396, ending at x_395
+#        ts = torch.full((4,), s)
+#        eps_s = (x - np.sqrt(alpha_bar[s]) * x0) / np.sqrt(1 - alpha_bar[s])
+#        mean, var = posterior(predict_x0(x, ts, eps_s), x, ts)
+#        x = mean + var.sqrt() * torch.randn_like(x)
+#    print(float((x - x0).pow(2).mean().sqrt()))  # RMS distance to x_0
+#    ```
+#    Hardly closer: the RMS distance goes from 0.99 (at t = 400) to 0.98 (0.96 if you keep only the mean).
+#    x̂_0 is exact at every step, but one reverse step moves x only one notch down the schedule, to a
+#    sample at t − 1, which at t ≈ 400 is still mostly noise. Reaching x_0 takes all 401 steps: with
+#    `range(400, -1, -1)` the distance falls to ~10⁻⁶, because the last step (t = 0, ᾱ_{t−1} = 1) has zero
+#    variance and its mean is x̂_0 itself.
 # 3. `ab = np.cos(((np.arange(T)/T + 0.008)/1.008) * np.pi/2)**2`; its SNR falls more slowly at small t
 #    and spends fewer steps near pure noise.
 #

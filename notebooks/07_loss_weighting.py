@@ -26,7 +26,7 @@ run = mdt_teach.setup()
 # MDTv2 multiplies the MSE by a **timestep weight** w_t. That weight is Min-SNR-γ (Hang et al., ICCV 2023)
 # with γ = 5, which the MDTv2 paper calls "timestep-adapted loss weights". In this lesson you
 # - plot SNR(t) and the weights of Min-SNR-5 and two alternatives;
-# - see why down-weighting the nearly-clean steps helps training;
+# - measure which timesteps dominate the gradient, with and without the weight;
 # - compare a tiny model trained with and without the weighting;
 # - look at MDTv2's other training change: the wider mask-ratio range.
 
@@ -37,9 +37,11 @@ run = mdt_teach.setup()
 # $$w_t = \frac{\min(\mathrm{SNR}(t), k)}{\mathrm{SNR}(t)}.$$
 #
 # That is 1 wherever SNR ≤ k, i.e. for every noisy step, and falls towards 0 for the nearly-clean steps
-# (SNR ≫ k). The reasoning of Hang et al.: at small t the network only removes a trace of noise. Those
-# steps are easy, but with ε-prediction their gradients are large and they conflict with the others.
-# Capping their weight balances the tasks, and training converges faster.
+# (SNR ≫ k). The reasoning of Hang et al. (arXiv 2303.09556): treat each timestep as one task of a
+# multi-task problem. The ε-MSE equals SNR(t) times the squared error of x̂_0, so with equal weights the
+# nearly-clean steps, where only a trace of noise is left to remove, pull hardest on the shared weights;
+# they also argue that the tasks' gradients conflict. Capping the weight balances the tasks, and they
+# report faster convergence. A measurement after the comparison below checks the first part on a tiny model.
 
 # %%
 import matplotlib.pyplot as plt
@@ -118,6 +120,40 @@ for name, q in per_quartile.items():
     print(f"{name:8s} unweighted MSE by quartile:", " ".join(f"{v:.4f}" for v in q.tolist()))
 
 # %% [markdown]
+# ## Why Min-SNR helps: where the gradient comes from
+# Take the model trained *without* weighting and a fresh batch with 16 timesteps in each quartile. For
+# each quartile, compute the gradient of its part of the batch-mean ε-MSE (the term the weight multiplies)
+# with respect to all model parameters, once with w = 1 and once with Min-SNR-5, and print its norm.
+
+# %%
+model = trained["none"]
+params = [p for p in model.parameters() if p.requires_grad]
+x_g, y_g = smileys_batch(64, seed=7)
+t_g = torch.arange(64) * 1000 // 64  # evenly over 0..999: 16 steps per quartile
+noise_g = torch.randn(x_g.shape, generator=torch.Generator().manual_seed(1))
+grad_norm = {"none": [], "min_snr": []}
+for q in range(4):
+    rows = slice(16 * q, 16 * (q + 1))
+    mse = single_pass_loss(model, x_g[rows], t_g[rows], y_g[rows], diffusion, torch.ones(16), noise_g[rows])["mse"]
+    for name in grad_norm:
+        part = (loss_weight(name, t_g[rows], diffusion) * mse).sum() / 64  # this quartile's share of the mean
+        grads = torch.autograd.grad(part, params, retain_graph=True, materialize_grads=True)
+        grad_norm[name].append(float(torch.cat([g.flatten() for g in grads]).norm()))
+for name, norms in grad_norm.items():
+    print(f"{name:8s} gradient norm by quartile:", " ".join(f"{v:.3f}" for v in norms),
+          f"| q0 / largest other = {norms[0] / max(norms[1:]):.1f}×")
+assert grad_norm["min_snr"][1:] == grad_norm["none"][1:]  # w = 1 for t ≥ 130: q1..q3 untouched
+assert grad_norm["none"][0] > 2 * max(grad_norm["none"][1:])  # equal weights: the nearly-clean quartile dominates
+assert grad_norm["min_snr"][0] < grad_norm["none"][0] / 2  # Min-SNR-5 shrinks it
+
+# %% [markdown]
+# Each quartile holds the same number of samples, yet with w = 1 the nearly-clean quartile (t < 250) gives
+# a gradient several times larger than any other (the printed ratio). Min-SNR-5 shrinks that quartile's
+# gradient, here to under twice the others, and leaves q1–q3 exactly as they were, because their weight is 1.
+# That is all this cell shows: the size imbalance that the weight corrects, on one batch of a tiny model.
+# It does not test the other two parts of the argument (conflicting gradients, faster convergence).
+
+# %% [markdown]
 # ## The mask-ratio range
 # MDTv2 changes one more training knob: the mask ratio is no longer fixed at 0.3 (MDT v1). Each forward
 # call draws **one** ratio ρ = 0.3 + 0.2·u, u ~ U[0, 1), which the whole batch shares. With L tokens the
@@ -152,22 +188,31 @@ print("K range for L = 256:", min(kept_256), "to", max(kept_256))
 # ## Summary
 # - SNR(t) = ᾱ/(1−ᾱ) crosses 5 between t = 129 and 130. Min-SNR-5 leaves every noisier step at weight 1
 #   and shrinks the nearly-clean ones (w_0 ≈ 0.0005).
+# - With equal weights the nearly-clean quartile dominates the ε-MSE gradient; Min-SNR-5 shrinks its
+#   gradient and leaves the noisier quartiles unchanged.
 # - The weight multiplies the ε-MSE only, in both MDT passes.
 # - MDTv2 also widens the mask ratio to U[0.3, 0.5), drawn once per forward call for the whole batch.
 #
 # ## Exercises
 # 1. Which t has weight 0.5 under Min-SNR-5? Under soft-min-SNR with k = 5?
 # 2. Run the comparison with `weighting="p2"`. Which quartile improves?
-# 3. Why does Min-SNR-5 leave fine residual noise in early samples (the feasibility note in design.md)?
+# 3. Why do samples from short Min-SNR-5 runs keep a fine residual grain (see "Residual noise is expected"
+#    in `docs/toy_recipe.md`)?
 
 # %% [markdown]
 # <details><summary>Solutions</summary>
 #
-# 1. `int((loss_weight("min_snr", t_all, diffusion) - 0.5).abs().argmin())` ≈ t = 85: SNR = 10 there.
-#    For soft-min-SNR, w = 0.5 where SNR = k = 5: t ≈ 129.
-# 2. Add `"p2"` to the loop: it down-weights the small-t quartile even more, so q0's MSE rises and the
-#    noisy quartiles improve slightly.
-# 3. The last reverse steps (small t) remove the final trace of noise; those steps carry almost no
-#    weight, so the network learns them last.
+# 1. `int((loss_weight("min_snr", t_all, diffusion) - 0.5).abs().argmin())` = 92: there w = 5/SNR, so
+#    0.5 means SNR = 10 (SNR_92 ≈ 10.08, w_92 ≈ 0.496). For soft-min-SNR, w = 5/(SNR + 5) = 0.5 where
+#    SNR = k = 5, which the schedule crosses between t = 129 (w ≈ 0.497) and 130 (w ≈ 0.501); the same
+#    argmin with `"soft_min_snr"` gives 130.
+# 2. Add `"p2"` to the loop. Its weight 1/(1 + SNR) is below Min-SNR-5's at every t: 5× below it at the
+#    nearly-clean end, and 0.5 instead of 1 where SNR = 1 (t = 258, lesson 01). It shifts effort further to
+#    the noisy steps: in the tiny profile q1–q3 come out lower than for both `none` and `min_snr`, and q0
+#    higher than for both.
+# 3. The last reverse steps (small t) remove the final trace of noise, and Min-SNR-5 gives them little
+#    weight (w_50 ≈ 0.15, w_0 ≈ 0.0005, printed at the top). In a short run the network therefore fits
+#    them least well, so a trace of noise survives the last steps. In the tiny profile the comparison above
+#    shows the trade: the `min_snr` model has the higher unweighted MSE in q0 and the lower in q1–q3.
 #
 # </details>
