@@ -31,6 +31,12 @@ run = mdt_teach.setup()
 #
 # Paper: MDT §3.1 (preliminaries), which follows DDPM (Ho et al. 2020) and improved DDPM (Nichol &
 # Dhariwal 2021).
+#
+# Read along: [DDPM](https://arxiv.org/abs/2006.11239) (arXiv 2006.11239); [improved
+# DDPM](https://arxiv.org/abs/2102.09672) (arXiv 2102.09672); [MDT](https://arxiv.org/abs/2303.14389) (arXiv
+# 2303.14389) §3.1;
+# [`masked_diffusion/gaussian_diffusion.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/gaussian_diffusion.py)
+# `GaussianDiffusion.q_sample, q_posterior_mean_variance`.
 
 # %%
 # Our data: a batch of smileys in [-1, 1].

@@ -35,6 +35,11 @@ run = mdt_teach.setup()
 # agree, then count DiT-XL/2's 675 million parameters with a formula.
 #
 # Paper: DiT (Peebles & Xie 2023) §3.2, the adaLN-Zero block; MDT and MDTv2 reuse it unchanged.
+#
+# Read along: [DiT](https://arxiv.org/abs/2212.09748) (arXiv 2212.09748) §3.2;
+# [`models.py`](https://github.com/facebookresearch/DiT/blob/main/models.py) `DiTBlock`;
+# [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/models.py)
+# `MDTBlock`.
 
 # %%
 import math

@@ -41,6 +41,11 @@ run = mdt_teach.setup()
 # - MDTv2 draws the ratio r from [0.3, 0.5) — once per forward pass, not per image.
 #
 # Paper: MDT §3 (mask latent modelling); MAE (He et al. 2022) §3 for the masking procedure.
+#
+# Read along: [MDT](https://arxiv.org/abs/2303.14389) (arXiv 2303.14389) §3;
+# [MAE](https://arxiv.org/abs/2111.06377) (arXiv 2111.06377) §3;
+# [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/models.py)
+# `MDTv2.random_masking`.
 
 # %%
 # Our tokens: 8 smileys cut into 4×4 patches, so L = 64 tokens of 48 numbers each.

@@ -45,6 +45,10 @@ run = mdt_teach.setup()
 #
 # Paper: MDT §3 (mask latent modelling with an asymmetric masking diffusion transformer and a
 # side-interpolater); code: `MDT` on the official repository's `mdtv1` branch.
+#
+# Read along: [MDT](https://arxiv.org/abs/2303.14389) (arXiv 2303.14389) §3;
+# [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/mdtv1/masked_diffusion/models.py)
+# `MDT.forward_side_interpolater`, `MDT.forward` (branch `mdtv1`).
 
 # %%
 import copy

@@ -34,6 +34,10 @@ run = mdt_teach.setup()
 #
 # Paper: MDTv2 (the revised arXiv version of the MDT paper), its improved macro-network; code: the
 # `MDTv2` class on the official repository's `main` branch.
+#
+# Read along: [MDTv2](https://arxiv.org/abs/2303.14389) (arXiv 2303.14389) (the revised version);
+# [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/models.py)
+# `MDTv2.forward`.
 
 # %%
 import matplotlib.pyplot as plt

@@ -30,6 +30,10 @@ run = mdt_teach.setup()
 # - switch the difference term on and off with everything else held equal, and measure what it does
 #   on two 2-D test functions;
 # - count the memory that Adan's four buffers cost.
+#
+# Read along: [Adan](https://arxiv.org/abs/2208.06677) (arXiv 2208.06677) Algorithm 1;
+# [Adam](https://arxiv.org/abs/1412.6980) (arXiv 1412.6980);
+# [`adan.py`](https://github.com/sail-sg/Adan/blob/main/adan.py) of sail-sg/Adan.
 
 # %% [markdown]
 # ## From SGD to Adam

@@ -29,6 +29,11 @@ run = mdt_teach.setup()
 # - measure which timesteps dominate the gradient, with and without the weight;
 # - compare a tiny model trained with and without the weighting;
 # - look at MDTv2's other training change: the wider mask-ratio range.
+#
+# Read along: [Min-SNR](https://arxiv.org/abs/2303.09556) (arXiv 2303.09556); [improved
+# DDPM](https://arxiv.org/abs/2102.09672) (arXiv 2102.09672) (the hybrid loss);
+# [`masked_diffusion/gaussian_diffusion.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/gaussian_diffusion.py)
+# `GaussianDiffusion.training_losses`.
 
 # %% [markdown]
 # ## SNR and Min-SNR-k

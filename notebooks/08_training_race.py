@@ -35,6 +35,11 @@ run = mdt_teach.setup()
 #   sampler with the same noise at every evaluation.
 # - They are compared **at equal steps and at equal wall-clock time**: an MDT step runs two passes, so
 #   it costs about twice a DiT step. Speed-ups measured in steps flatter MDT.
+#
+# Read along: [MDT](https://arxiv.org/abs/2303.14389) (arXiv 2303.14389) §4 (training speed);
+# [DiT](https://arxiv.org/abs/2212.09748) (arXiv 2212.09748);
+# [`masked_diffusion/train_util.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/train_util.py)
+# `TrainLoop.forward_backward`.
 
 # %%
 from mdt_teach.race import VARIANTS

@@ -32,6 +32,14 @@ run = mdt_teach.setup()
 #
 # The model: a tiny MDTv2 trained on smileys by this project's main job (`mdt-teach train`), committed
 # under `data/` as EMA weights.
+#
+# Read along: [DDIM](https://arxiv.org/abs/2010.02502) (arXiv 2010.02502); [classifier-free
+# guidance](https://arxiv.org/abs/2207.12598) (arXiv 2207.12598);
+# [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/models.py)
+# `MDTv2.forward_with_cfg`;
+# [`masked_diffusion/respace.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/respace.py)
+# `space_timesteps`;
+# [`scripts/image_sample.py`](https://github.com/sail-sg/MDT/blob/main/scripts/image_sample.py).
 
 # %%
 import matplotlib.pyplot as plt

@@ -30,6 +30,12 @@ run = mdt_teach.setup()
 # 3. **precision and speed**: bf16 autocast and `torch.compile`;
 # 4. **launch**: `torchrun` on one node or many, with a CPU dry run of the same code path;
 # 5. **resume and evaluate**: preemption-safe checkpoints, then FID-50K with the standard evaluator.
+#
+# Read along: [MDT](https://arxiv.org/abs/2303.14389) (arXiv 2303.14389); [latent
+# diffusion](https://arxiv.org/abs/2112.10752) (arXiv 2112.10752) (the SD-VAE);
+# [`scripts/image_train.py`](https://github.com/sail-sg/MDT/blob/main/scripts/image_train.py);
+# [`masked_diffusion/train_util.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/train_util.py)
+# `TrainLoop`.
 
 # %% [markdown]
 # ## 1 · SD-VAE latents and the latent cache
