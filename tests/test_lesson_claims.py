@@ -66,3 +66,14 @@ def test_lesson_04_solution_1_feeding_the_side_output_to_kept_tokens():
     per_token = (wrong - right).abs().reshape(8, -1, 8, 4, 8, 4).mean(dim=(1, 3, 5)).flatten(1)   # (B, L)
     kept, hidden = per_token[~mask].mean().item(), per_token[mask].mean().item()
     assert kept > 0.5 and hidden < 0.002 and kept > 300 * hidden, (kept, hidden)   # the solution says 0.67, 0.0007
+
+
+def test_lesson_09_solution_2_quotes_the_committed_measurement():
+    """The pow 0.01 vs pow 4 variety numbers in lesson 09's solution are the ones tools/cfg_pow_variety.py wrote."""
+    import json
+
+    rows = {r["scale_pow"]: r["within_class_variance"]
+            for r in json.loads((ROOT / "data" / "cfg_pow_variety.json").read_text())["rows"]}
+    lesson = plain((ROOT / "notebooks" / "09_sampling_and_cfg.py").read_text())
+    assert f"{rows[0.01]:.4f} with pow 0.01 and {rows[4.0]:.4f} with pow 4" in lesson
+    assert abs(rows[0.01] - rows[4.0]) < 0.05 * rows[4.0]      # "there is none": within 5%
