@@ -147,9 +147,9 @@ def capture_rng() -> dict:
 
 def plain_rng(state: dict) -> dict:
     """numpy's state tuple ('MT19937', uint32 keys, pos, has_gauss, gauss) → a dict of plain values."""
-    name, keys, pos, has_gauss, gauss = state["numpy"] if isinstance(state["numpy"], tuple) else (None,) * 5
-    if name is None:   # already plain
+    if not isinstance(state["numpy"], tuple):   # already plain
         return state
+    name, keys, pos, has_gauss, gauss = state["numpy"]
     numpy_state = {"name": name, "keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
                    "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)}
     return {**state, "numpy": numpy_state}

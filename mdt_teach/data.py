@@ -404,6 +404,11 @@ def center_crop_arr(image, image_size: int) -> np.ndarray:
     return arr[top:top + image_size, left:left + image_size]
 
 
+def unreadable_image(path, err: Exception) -> ValueError:
+    """The one sentence for an image file Pillow cannot read."""
+    return ValueError(f"cannot read image {path} ({err.__class__.__name__}); remove or replace the file")
+
+
 def load_image(path, image_size: int) -> np.ndarray:
     """Read one image and ADM-centre-crop it; an unreadable file raises one clear ValueError."""
     from PIL import Image, UnidentifiedImageError
@@ -411,7 +416,7 @@ def load_image(path, image_size: int) -> np.ndarray:
         with Image.open(path) as image:
             return center_crop_arr(image.convert("RGB"), image_size)
     except (OSError, UnidentifiedImageError, ValueError) as err:
-        raise ValueError(f"cannot read image {path} ({err.__class__.__name__}); remove or replace the file") from err
+        raise unreadable_image(path, err) from err
 
 
 class ImageFolder(Dataset):
@@ -433,8 +438,7 @@ class ImageFolder(Dataset):
                 with Image.open(path):
                     pass
             except (OSError, UnidentifiedImageError, ValueError) as err:
-                raise ValueError(f"cannot read image {path} ({err.__class__.__name__}); remove or replace the "
-                                 "file") from None
+                raise unreadable_image(path, err) from None
 
     def __len__(self) -> int:
         return len(self.files)
@@ -445,6 +449,14 @@ class ImageFolder(Dataset):
             arr = arr[:, ::-1]
         x = torch.from_numpy(arr.copy()).permute(2, 0, 1).float()          # (3, S, S)
         return x / 127.5 - 1.0, self.labels[i]
+
+
+LATENT_MANIFEST = "manifest.json"   # what makes a folder a latent cache (latent_cache.py writes it)
+
+
+def is_latent_cache(path) -> bool:
+    """True for a folder written by `mdt-teach cache-latents` (it holds the manifest)."""
+    return (Path(path) / LATENT_MANIFEST).is_file()
 
 
 DEFAULT_SMILEYS = 1_000_000   # generated on demand, so a long epoch costs nothing
@@ -462,7 +474,7 @@ def make_dataset(name_or_path, image_size: int | None = None, n: int | None = No
     if name == "digits":
         return Digits(image_size or 32)
     path = Path(name).expanduser()
-    if (path / "manifest.json").is_file():
+    if is_latent_cache(path):
         raise ValueError(f"{path} is a latent cache, not an image folder; open it with latent_cache.LatentCache")
     if not path.exists():
         raise FileNotFoundError(f"data {name!r} is neither smileys, digits nor an existing folder; "

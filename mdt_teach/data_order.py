@@ -12,15 +12,13 @@ torchrun, does not shard at all (`masked_diffusion/image_datasets.py: load_data`
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import ImageFolder, make_dataset, smileys_at
+from .data import ImageFolder, is_latent_cache, make_dataset, smileys_at
 from .distributed import DistInfo
-from .latent_cache import MANIFEST, LatentCache
+from .latent_cache import LatentCache
 
 
 def mix_seed(*parts: int) -> int:
@@ -125,7 +123,7 @@ def make_source(data: str, seed: int, num_workers: int = 0, image_size: int = 32
     folder's files are all checked first."""
     if data == "smileys":
         return SmileyStream(seed)
-    if (Path(data) / MANIFEST).is_file():
+    if is_latent_cache(data):
         return LoaderSource(LatentCache(data), seed, num_workers)
     dataset = make_dataset(data, image_size=None if data == "digits" else image_size)
     if isinstance(dataset, ImageFolder):

@@ -20,10 +20,10 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, write_json
-from .data import make_dataset
+from .data import LATENT_MANIFEST, is_latent_cache, make_dataset
 from .vae import DEFAULT_VAE, SCALE, LatentVAE, load_vae, sample_latents
 
-MANIFEST = "manifest.json"
+MANIFEST = LATENT_MANIFEST
 FORMAT = "mdt-teach-latents-v1"
 _PLAN_KEYS = ("format", "data", "vae", "image_size", "num_images", "shard_size", "latent_shape", "dtype")
 
@@ -106,7 +106,7 @@ def cache_latents(data, out, vae=DEFAULT_VAE, image_size: int = 256, batch_size:
     Returns {"written": [...], "skipped": [...]} shard numbers."""
     if shard_size < 1 or batch_size < 1:
         raise ValueError(f"shard size {shard_size} and batch size {batch_size} must be >= 1")
-    if (Path(data) / MANIFEST).is_file():
+    if is_latent_cache(data):
         raise ValueError(f"{data} is already a latent cache; pass the image folder it was made from")
     dataset = make_dataset(data, image_size=image_size, flip=False)
     vae = _as_vae(vae).to(device)

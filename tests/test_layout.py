@@ -91,11 +91,13 @@ def test_no_module_over_500_lines():
 
 
 def test_no_citation_of_documents_outside_the_repository():
-    """The team's notes (the reference spec, design and convention notes) are not in a clone: cite the paper,
-    the official file and function, or a docs/ page that exists."""
-    pattern = re.compile(r"spec §|reference spec|mdt_spec|paper_notes|design\.md|conventions\.md|adan\.md")
+    """The team's private notes are not in a clone: cite the paper, the official file and function, or a docs/
+    page that exists. (The names are assembled here so that this file does not cite them itself.)"""
+    notes = ["spec" + " §", "reference" + " spec", "mdt" + "_spec", "paper" + "_notes"]
+    notes += [re.escape(name + ".md") for name in ("design", "conventions", "adan")]
+    pattern = re.compile("|".join(notes))
     hits = [f"{p.relative_to(ROOT)}:{i}" for folder in ("mdt_teach", "tests", "benchmarks", "tools")
-            for p in (ROOT / folder).rglob("*.py") if p.name != "test_layout.py"
+            for p in (ROOT / folder).rglob("*.py")
             for i, line in enumerate(p.read_text().splitlines(), 1) if pattern.search(line)]
     assert not hits, hits
     cited = {m for folder in ("mdt_teach", "tests", "benchmarks")
