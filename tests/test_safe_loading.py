@@ -112,8 +112,9 @@ def test_a_format_1_checkpoint_is_upgraded_once(tmp_path, capsys):
     import numpy as np
 
     model = build_model("DiT-T/4", depth=2, hidden_size=32, num_heads=2)
+    numpy_state = np.random.get_state()
     old = {"format": checkpoint.OLD_FORMAT, "step": 3, "model": model.state_dict(), "ema": model.state_dict(),
-           "rng": [{"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}],
+           "rng": [{"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}],
            "config": {"model": "DiT-T/4"}, "model_config": {}}
     path = tmp_path / "ckpt_0000003.pt"
     torch.save(old, path)
@@ -122,8 +123,9 @@ def test_a_format_1_checkpoint_is_upgraded_once(tmp_path, capsys):
     assert main(["convert", str(path), "--upgrade"]) == 0
     state = checkpoint.read_checkpoint(path)                   # now plain data, read by the safe reader
     assert state["step"] == 3 and state["format"] == checkpoint.FORMAT
-    keys = state["rng"][0]["numpy"]["keys"]
-    assert torch.equal(keys, torch.from_numpy(np.random.get_state()[1].astype(np.int64))) or keys.shape == (624,)
+    upgraded = state["rng"][0]["numpy"]
+    assert torch.equal(upgraded["keys"], torch.from_numpy(numpy_state[1].astype(np.int64)))   # the same state
+    assert (upgraded["name"], upgraded["pos"]) == (numpy_state[0], numpy_state[2])
 
 
 def test_a_subprocess_sample_never_runs_the_payload(tmp_path):
