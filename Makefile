@@ -4,6 +4,8 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 TEST_ENV := MDT_PROFILE=tiny MDT_STATIC=1 PYTHONHASHSEED=0
+# a cell running past this fails, named, with its kernel's stack dump (conftest.py); the slowest takes ~1 min alone
+CELL_TIMEOUT := 300
 
 .PHONY: venv run test notebooks refresh browser-check bench
 
@@ -14,7 +16,8 @@ run: venv
 	$(VENV)/bin/mdt-teach train
 
 test: venv
-	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env
+	$(TEST_ENV) $(PY) -m pytest -q -p no:cacheprovider tests notebooks --nbval-lax --nbval-current-env \
+		--nbval-cell-timeout=$(CELL_TIMEOUT)
 
 notebooks: venv
 	$(PY) tools/notebooks.py build

@@ -41,10 +41,25 @@ run = mdt_teach.setup()
 # [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/models.py)
 # `MDTBlock`.
 
+# %% [markdown]
+# ## The map
+# The three models of this course, as a token sequence flows through them (block counts of the XL/2
+# models in the official scripts). In orange, what this lesson builds: patchify, the transformer block
+# and its conditioning c — one block design that DiT, MDT v1 and MDTv2 all stack; they differ only in
+# the wiring, which lessons 04 and 05 add.
+
+# %%
+import matplotlib.pyplot as plt
+
+from mdt_teach.viz.architecture import render_architecture
+
+render_architecture(highlight=("patchify", "blocks", "encoder", "decoder", "adaln"),
+                    title="lesson 02 builds the shared block (orange)")
+plt.show()
+
 # %%
 import math
 
-import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

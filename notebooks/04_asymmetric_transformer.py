@@ -50,6 +50,22 @@ run = mdt_teach.setup()
 # [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/mdtv1/masked_diffusion/models.py)
 # `MDT.forward_side_interpolater`, `MDT.forward` (branch `mdtv1`).
 
+# %% [markdown]
+# ## The map
+# What MDT v1 adds to DiT (orange): the mask, the split into an encoder that reads only the kept tokens
+# and a decoder that reads all of them, and the side-interpolater between them. Dashed pieces exist only
+# in the masked training pass; at sampling time the side-interpolater is replaced by adding the
+# decoder's position embedding, and MDT v1 is DiT with a second position embedding.
+
+# %%
+import matplotlib.pyplot as plt
+
+from mdt_teach.viz.architecture import render_architecture
+
+render_architecture(highlight=("mask", "encoder", "side_interpolater", "decoder"), kinds=("dit", "mdt"),
+                    title="lesson 04 builds MDT v1's asymmetric masked pass (orange)")
+plt.show()
+
 # %%
 import copy
 

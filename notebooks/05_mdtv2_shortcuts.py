@@ -39,8 +39,22 @@ run = mdt_teach.setup()
 # [`masked_diffusion/models.py`](https://github.com/sail-sg/MDT/blob/main/masked_diffusion/models.py)
 # `MDTv2.forward`.
 
+# %% [markdown]
+# ## The map
+# What MDTv2 changes (orange): the encoder splits into in- and out-blocks joined by long skips, and the
+# dense shortcut carries h0 — every token's noisy input, the hidden ones included — to every decoder
+# block. That arc is why, in the masked pass, the v2 decoder still reads what the encoder never saw.
+
 # %%
 import matplotlib.pyplot as plt
+
+from mdt_teach.viz.architecture import render_architecture
+
+render_architecture(highlight=("encoder", "long_skips", "dense_shortcut"), kinds=("mdt", "mdtv2"),
+                    title="lesson 05 builds MDTv2's shortcuts (orange)")
+plt.show()
+
+# %%
 import torch
 
 from mdt_teach.data import smileys_batch

@@ -13,7 +13,7 @@ from mdt_teach.viz.core import FigureWidget, figure_to_array
 from mdt_teach.viz.diffusion import forward_process_widget
 from mdt_teach.viz.images import save_grid
 from mdt_teach.viz.race import point_at, race_widget
-from mdt_teach.viz.sampling import cfg_widget
+from mdt_teach.viz.sampling import cfg_widget, constant_guidance_grid, render_cfg
 
 
 def _moved(widget: FigureWidget, name: str, value):
@@ -40,6 +40,31 @@ def test_cfg_widget_redraws_on_scale_and_power():
     w = cfg_widget(model, GaussianDiffusion(), static=False)
     assert _moved(w, "cfg_scale", 6.0)
     assert _moved(w, "scale_pow", 1.0)
+
+
+def _random_tiny_mdtv2():
+    model = build_model("MDTv2-T/4", depth=2, hidden_size=32, num_heads=2).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    return model
+
+
+def test_cfg_difference_panel_measures_the_schedule():
+    """Lesson 09: the third panel is |samples − constant-guidance samples| from the same noise: 0 at pow 0."""
+    model, diffusion = _random_tiny_mdtv2(), GaussianDiffusion()
+    titles = {pow_: render_cfg(6.0, pow_, model, diffusion, per_class=2, steps="ddim5").axes[2].get_title()
+              for pow_ in (0.0, 4.0)}
+    assert titles[0.0].endswith("mean 0.000")
+    assert float(titles[4.0].rsplit(" ", 1)[1]) > 0.001
+
+
+def test_constant_guidance_grid_is_reused_until_the_weights_change():
+    model, diffusion = _random_tiny_mdtv2(), GaussianDiffusion()
+    first = constant_guidance_grid(model, diffusion, 1, 4.0, "ddim5", 0)
+    assert constant_guidance_grid(model, diffusion, 1, 4.0, "ddim5", 0) is first
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    assert constant_guidance_grid(model, diffusion, 1, 4.0, "ddim5", 0) is not first
 
 
 @pytest.fixture

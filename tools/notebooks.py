@@ -7,9 +7,11 @@
     python tools/notebooks.py badges           rewrite every lesson's Colab badge and clone line from
                                                pyproject's [project.urls], and the README lesson table
 
-The committed .ipynb keeps outputs only on output-checked cells (text only): no images, no widget
-state; the standard `python3` kernelspec (JupyterLab opens the lesson with a kernel instead of asking);
-execution counts only on checked cells (their position). `refresh` is the only way reference outputs change.
+The committed .ipynb carries the outputs of its last `refresh` — stdout, text results and PNG figures (the
+widgets drawn as static grids, MDT_STATIC=1) — so a lesson reads on GitHub or in a Colab preview before it
+runs; no widget state; the standard `python3` kernelspec (JupyterLab opens the lesson with a kernel instead
+of asking). `build` keeps the stored outputs of every cell whose source is unchanged (jupytext --update) and
+drops those of an edited cell; `refresh` is the only way outputs are produced.
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ GPU_LESSONS = {"08", "09", "10"}  # Colab opens these with a GPU runtime (notebo
 CHECK_MARK = "NBVAL_CHECK_OUTPUT"
 SKIP_MARK = "NBVAL_SKIP"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
-TEXT_MIMES = ("text/plain",)
+KEPT_MIMES = ("text/plain", "image/png")
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
 def lesson_sources(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
@@ -56,7 +59,9 @@ def colab_badge(name: str) -> str:
 
 
 def clean_notebook(nb) -> None:
-    """Keep text outputs only on NBVAL_CHECK_OUTPUT cells; drop counts and widget state; standard kernelspec."""
+    """Keep what a reader needs before running anything: stdout, text results and PNG figures of every code
+    cell (a live widget's view is dropped: without its kernel it cannot draw); no widget state, no cell
+    metadata; execution counts numbered by code-cell position on cells with outputs; standard kernelspec."""
     nb.metadata["kernelspec"] = dict(KERNELSPEC)   # without one, JupyterLab greets a learner with "Select Kernel"
     nb.metadata.pop("widgets", None)
     nb.metadata.pop("language_info", None)
@@ -65,22 +70,21 @@ def clean_notebook(nb) -> None:
         if cell.cell_type != "code":
             continue
         code_index += 1
-        cell.execution_count = None
         cell.metadata = {}
-        if CHECK_MARK not in cell.source:
-            cell.outputs = []
-            continue
-        cell.execution_count = code_index  # nbval wants a count on reference cells; keep it stable
         kept = []
         for out in cell.outputs:
             if out.output_type == "stream" and out.name == "stdout":
                 kept.append(out)
-            elif out.output_type == "execute_result":
-                out.data = {k: v for k, v in out.data.items() if k in TEXT_MIMES}
-                out.metadata, out.execution_count = {}, None
+            elif out.output_type in ("execute_result", "display_data") and WIDGET_MIME not in out.data:
+                out.data = {k: v for k, v in out.data.items() if k in KEPT_MIMES}
+                out.metadata = {}
+                if out.output_type == "execute_result":
+                    out.execution_count = code_index
                 if out.data:
                     kept.append(out)
         cell.outputs = kept
+        # nbval wants a count on reference cells; numbering by position keeps it stable across runs
+        cell.execution_count = code_index if kept or CHECK_MARK in cell.source else None
 
 
 def build(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]:
@@ -122,6 +126,20 @@ def check(folder: Path = NOTEBOOKS) -> list[str]:
         return stale
 
 
+def shrink_png(b64: str) -> str:
+    """A stored figure (base64 PNG) re-encoded with an adaptive 256-colour palette, if that is smaller: the
+    committed notebooks stay small (`refresh` only; `build` never re-encodes what is stored)."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    raw = base64.b64decode(b64)
+    out = io.BytesIO()
+    Image.open(io.BytesIO(raw)).convert("RGB").quantize(256).save(out, "PNG", optimize=True)
+    return base64.b64encode(out.getvalue()).decode() if out.tell() < len(raw) else b64
+
+
 def refresh(only: list[str] | None = None, timeout: int = 600) -> None:
     """Execute lessons in the tiny profile with MDT_STATIC=1 and store their checked outputs."""
     import nbformat
@@ -137,6 +155,10 @@ def refresh(only: list[str] | None = None, timeout: int = 600) -> None:
                        resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
         for i, source in skipped.items():
             nb.cells[i].source = source
+        for cell in nb.cells:
+            for out in cell.get("outputs", []):
+                if "image/png" in out.get("data", {}):
+                    out.data["image/png"] = shrink_png(out.data["image/png"])
         clean_notebook(nb)
         nbformat.write(nb, path)
         print(f"refreshed {path.name}")

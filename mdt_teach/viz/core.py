@@ -101,6 +101,7 @@ def static_grid(render: Render, settings: list[dict], fixed: dict | None = None,
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     out.tight_layout()
+    plt.close(out)   # shown once, as the cell's result (an open pyplot figure would be drawn a second time)
     return out
 
 

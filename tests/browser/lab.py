@@ -124,13 +124,15 @@ JS_CELL_STATE = """() => {
   const w = window.jupyterapp.shell.currentWidget;
   const cells = w.content.widgets.filter(c => c.model.type === 'code');
   const errors = [];
-  let pending = 0;
+  let pending = 0, running = -1;
   cells.forEach((c, i) => {
-    if (c.model.executionCount === null || c.promptNode && c.promptNode.textContent.includes('*')) pending += 1;
+    const busy = c.promptNode && c.promptNode.textContent.includes('*');
+    if (busy && running < 0) running = i;
+    if (c.model.executionCount === null || busy) pending += 1;
     const outs = c.model.outputs.toJSON();
     for (const o of outs) if (o.output_type === 'error') errors.push(`code cell ${i}: ${o.ename}: ${o.evalue}`);
   });
-  return {pending, errors, total: cells.length, kernel: w.sessionContext.session.kernel.status};
+  return {pending, running, errors, total: cells.length, kernel: w.sessionContext.session.kernel.status};
 }"""
 
 # Code cells whose outputs hold a widget view; JupyterLab renders only the cells near the viewport

@@ -36,6 +36,7 @@ LESSONS = {  # notebook → number of FigureWidgets it must show (each with at l
     "09_sampling_and_cfg.ipynb": 1,          # guidance scale
 }
 RUN_TIMEOUT_S = 300      # one notebook, all cells (lesson 08 trains three small models live)
+CELL_TIMEOUT_S = 180     # one cell (the longest, lesson 08's live race, takes about a minute)
 REDRAW_TIMEOUT_S = 60    # one slider move until the new figure is shown
 MIN_TRACK_PX = 100       # a slider narrower than this is not usable (controls squeezed into one row)
 EXPECTED_REMOTE = ("https://colab.research.google.com/assets/colab-badge.svg",)  # the lesson's badge (blocked)
@@ -117,16 +118,26 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in text).strip("_") or "control"
 
 
-def _run_notebook(page, lab, name: str) -> float:
-    """Open `name`, wait for its kernel, run all cells and wait until none is pending; returns seconds."""
+def _run_notebook(page, lab, name: str, kernel_stacks) -> float:
+    """Open `name`, wait for its kernel, run all cells and wait until none is pending; returns seconds.
+
+    A cell still running after CELL_TIMEOUT_S fails the test at once, naming the cell, with a stack dump of
+    every thread of the kernel (busy in the user's code, or idle without having read the request)."""
     page.goto(lab.url(name))
     page.wait_for_function(JS_NOTEBOOK_READY, timeout=120_000, polling=500)
     t0 = time.monotonic()
     page.evaluate(JS_RUN_ALL)
+    running, since = -1, t0
     while True:
         state = page.evaluate(JS_CELL_STATE)
         done = state["errors"] or (state["pending"] == 0 and state["kernel"] == "idle")
-        if done or time.monotonic() - t0 > RUN_TIMEOUT_S:
+        now = time.monotonic()
+        if state["running"] != running:
+            running, since = state["running"], now
+        if running >= 0 and now - since > CELL_TIMEOUT_S:
+            pytest.fail(f"{name}: code cell {running} still running after {CELL_TIMEOUT_S} s "
+                        f"(kernel {state['kernel']}); kernel stacks:\n{kernel_stacks()}")
+        if done or now - t0 > RUN_TIMEOUT_S:
             break
         time.sleep(1)
     assert not state["errors"], f"{name}: error output in the browser: {state['errors']}"
@@ -136,7 +147,7 @@ def _run_notebook(page, lab, name: str) -> float:
 
 
 @pytest.mark.parametrize("name", list(LESSONS))
-def test_sliders_redraw_the_figure(lab, browser, workdir, name):
+def test_sliders_redraw_the_figure(lab, browser, workdir, name, kernel_stacks):
     """Run the lesson in JupyterLab, move each slider of each widget, and see a different figure each time."""
     shots = workdir / "screenshots" / name.removesuffix(".ipynb")
     shots.mkdir(parents=True, exist_ok=True)
@@ -154,7 +165,7 @@ def test_sliders_redraw_the_figure(lab, browser, workdir, name):
     page = context.new_page()
     page.route("**/*", only_loopback)
     try:
-        seconds = _run_notebook(page, lab, name)
+        seconds = _run_notebook(page, lab, name, kernel_stacks)
         cells = page.evaluate(JS_WIDGET_CELLS)
         assert len(cells) == LESSONS[name], f"{name}: expected {LESSONS[name]} widget outputs, found {len(cells)}"
         moves = []
