@@ -37,7 +37,8 @@ class RunConfig:
     grad_scaler: bool      # fp16 needs a GradScaler
     threads: int           # torch CPU threads
     seed: int
-    batch_size: int        # default per-process batch for lessons and the main job
+    batch_size: int        # default GLOBAL batch of a training run (all processes × accumulation);
+                           # the lessons run in one process, where global and per-process agree
     image_size: int        # pixel side of the toy images (tiny/small) or of ImageNet (full)
     use_vae: bool          # full trains on SD-VAE latents
     model: str             # default preset for this profile
@@ -58,7 +59,7 @@ class RunConfig:
 _SIZES = {
     "tiny": dict(batch_size=32, image_size=32, use_vae=False, model="MDTv2-T/4"),
     "small": dict(batch_size=64, image_size=32, use_vae=False, model="MDTv2-S/2"),
-    "full": dict(batch_size=32, image_size=256, use_vae=True, model="MDTv2-XL/2"),
+    "full": dict(batch_size=256, image_size=256, use_vae=True, model="MDTv2-XL/2"),   # official global batch
 }
 
 

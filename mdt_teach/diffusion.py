@@ -41,9 +41,19 @@ def mean_flat(x: torch.Tensor) -> torch.Tensor:
 
 def randn(shape, generator: torch.Generator | None = None, device=None,
           dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """N(0, I) noise drawn through `generator` on the generator's own device, then moved to `device`."""
+    """N(0, I) noise drawn through `generator` on the generator's own device, then moved to `device`.
+
+    `generator` may also be a list of B generators, one per image: row i of the noise is then drawn from
+    generator i alone, so it does not depend on which other images share the batch (`mdt-teach
+    sample-fid`). A batch of k·B rows (CFG's doubled batch [z; z]) repeats the B rows k times."""
     if generator is None:
         return torch.randn(shape, device=device, dtype=dtype)
+    if isinstance(generator, (list, tuple)):
+        if shape[0] % len(generator):
+            raise ValueError(f"{len(generator)} per-image generators cannot fill a batch of {shape[0]}")
+        rows = torch.stack([torch.randn(tuple(shape[1:]), generator=g, device=g.device, dtype=dtype)
+                            for g in generator]).to(device)
+        return rows.repeat((shape[0] // len(generator),) + (1,) * (len(shape) - 1))
     return torch.randn(shape, generator=generator, device=generator.device, dtype=dtype).to(device)
 
 

@@ -71,6 +71,12 @@ def broadcast_object(obj, info: DistInfo):
     return box[0]
 
 
+def barrier(info: DistInfo) -> None:
+    """Wait until every rank gets here; a no-op in a single process."""
+    if info.enabled:
+        torch_dist.barrier()
+
+
 def gather_objects(obj, info: DistInfo) -> list:
     """Every rank's `obj`, in rank order, on every rank."""
     if not info.enabled:

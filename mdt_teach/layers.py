@@ -5,6 +5,8 @@ Every module here keeps the official parameter names (`x_embedder.proj`, `t_embe
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import math
 
 import torch
@@ -179,7 +181,14 @@ class RelativePositionBias(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention via scaled_dot_product_attention, plus an additive relative bias when grid_size is set."""
+    """Multi-head self-attention via scaled_dot_product_attention, plus an additive relative bias when grid_size is set.
+
+    Inside `explicit_attention()` every instance computes softmax(q·kᵀ·d_h^-½ + bias)·v step by step instead,
+    as the official `masked_diffusion/models.py: Attention` does (a fused kernel never forms the N×N matrix):
+    the GPU benchmark compares the two, and attention maps read `self.weights`."""
+
+    explicit = False        # switched by `explicit_attention` for every instance at once
+    keep_weights = False    # with explicit: keep each layer's last probabilities (B, H, N, N) in `.weights`
 
     def __init__(self, dim: int, num_heads: int, grid_size: int | None = None, qkv_bias: bool = True):
         super().__init__()
@@ -198,9 +207,26 @@ class Attention(nn.Module):
         qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, self.head_dim)   # (B, N, 3, H, d_h)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)                       # 3 × (B, H, N, d_h)
         bias = None if self.rel_pos_bias is None else self.rel_pos_bias(ids_keep).to(q.dtype)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)  # (B, H, N, d_h)
+        if Attention.explicit:   # the official code's form: the N×N probabilities exist as a tensor
+            logits = (q @ k.transpose(-2, -1)) * self.scale + (0 if bias is None else bias)   # (B, H, N, N)
+            weights = logits.softmax(dim=-1)
+            self.weights = weights.detach() if Attention.keep_weights else None
+            out = weights @ v                                                   # (B, H, N, d_h)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)  # (B, H, N, d_h)
         out = out.transpose(1, 2).reshape(B, N, D)                           # (B, N, D)
         return self.proj(out)
+
+
+@contextmanager
+def explicit_attention(keep_weights: bool = False):
+    """Every Attention uses the explicit softmax form inside this block (and keeps its weights if asked)."""
+    before = Attention.explicit, Attention.keep_weights
+    Attention.explicit, Attention.keep_weights = True, keep_weights
+    try:
+        yield
+    finally:
+        Attention.explicit, Attention.keep_weights = before
 
 
 # ----------------------------------------------------------------------------------------------

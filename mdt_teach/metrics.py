@@ -1,4 +1,4 @@
-"""Metrics: the two-eyes checker, the Fréchet distance, FD-smileys, and (optional) Inception FID.
+"""Metrics of the smileys world: the two-eyes checker, the Fréchet distance and FD-smileys.
 
 * `two_eyes(images, labels)` checks the structure every real smiley has (docs/smileys.md, "The two-eyes checker"):
   one face, exactly two eyes, mirror-symmetric and at the same height, a mouth below them. Its
@@ -6,10 +6,7 @@
 * `fd_smileys(a, b)` is the Fréchet distance between two image sets in the feature space of a small
   CNN trained on smileys + digits (`data/feature_net.pt`, made by `tools/train_feature_net.py`).
   It is a toy-world metric: its numbers are NOT comparable to FID.
-* `inception_fid_stats` / `fid_against_reference` compute the standard **FID** (Inception-V3 pool3,
-  2048-d) through the optional torch-fidelity package (`pip install "mdt-teach[fid]"`). The paper's
-  FID-50K: 50,000 class-conditional samples against ADM's ImageNet-256 reference batch
-  `VIRTUAL_imagenet256_labeled.npz` (its `mu`, `sigma`), as the official MDT/DiT evaluations do.
+* `frechet_distance` is the distance itself, shared with the standard Inception FID of `fid.py`.
 """
 from __future__ import annotations
 
@@ -387,7 +384,7 @@ def fd_smileys(images_a, images_b, net: FeatureNet | None = None) -> float:
 
 
 # ----------------------------------------------------------------------------------------------
-# Inception FID (optional, through torch-fidelity)
+# The reference faces and the scores the trainer, `mdt-teach eval` and the race log
 # ----------------------------------------------------------------------------------------------
 REFERENCE_SEED = 1_000_003   # the smileys world of the FD reference faces (no training run uses it)
 _REFERENCE_STATS: dict = {}
@@ -412,53 +409,3 @@ def score_smileys(images, labels=None) -> dict:
         warnings.warn(f"FD-smileys skipped: {err}", stacklevel=2)
         fd = None
     return {"two_eyes": float(result.score), **funnel, **extra, "fd_smileys": fd}
-
-
-ADM_REFERENCE_BATCH = "VIRTUAL_imagenet256_labeled.npz"
-_FID_INSTALL = ("Inception FID needs torch-fidelity and a torchvision built for your torch: "
-                "pip install \"mdt-teach[fid]\" (FD-smileys works without it)")
-
-
-def _inception():
-    """torch-fidelity's TF-compatible Inception-V3 (2048-d pool3), imported only when FID is asked for."""
-    try:
-        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-    except ImportError as err:
-        raise ModuleNotFoundError(_FID_INSTALL) from err
-    return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).eval()
-
-
-@torch.no_grad()
-def inception_fid_stats(images, batch_size: int = 100, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) of Inception-V3 pool3 features of images (N, 3, H, W) in [-1, 1] — the standard FID features."""
-    net = _inception().to(device)
-    x = torch.as_tensor(images)
-    feats = []
-    for s in range(0, len(x), batch_size):
-        u8 = ((x[s:s + batch_size].float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-        feats.append(net(u8.to(device))[0].double().cpu())
-    return gaussian_stats(torch.cat(feats))
-
-
-def load_reference_stats(npz_path) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) stored in an ADM reference batch, e.g. VIRTUAL_imagenet256_labeled.npz."""
-    from pathlib import Path
-    path = Path(npz_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"reference batch {path} not found; download {ADM_REFERENCE_BATCH} from "
-                                "the openai/guided-diffusion evaluations page")
-    with np.load(path) as ref:
-        if "mu" not in ref or "sigma" not in ref:
-            raise ValueError(f"{path} has no 'mu'/'sigma' arrays; pass an ADM reference batch such as {ADM_REFERENCE_BATCH}")
-        return ref["mu"], ref["sigma"]
-
-
-def fid_against_reference(images, npz_path, batch_size: int = 100, device: str = "cpu") -> float:
-    """The standard FID of samples against an ADM reference batch (its stored mu, sigma).
-
-    FID-50K as reported by ADM, DiT and MDT: 50,000 samples (balanced classes, 256×256) against
-    VIRTUAL_imagenet256_labeled.npz. Features here come from torch-fidelity's port of the TF
-    Inception, which matches the TF pool3 features closely but not bit for bit: report the
-    evaluator you used. Not comparable to FD-smileys."""
-    mu_ref, sigma_ref = load_reference_stats(npz_path)
-    return frechet_distance(*inception_fid_stats(images, batch_size, device), mu_ref, sigma_ref)

@@ -20,6 +20,7 @@ from .models import MODEL_PRESETS, build_model
 from .recipe import DTYPE_NAMES as DTYPES
 
 GB = 1e9
+CONTEXT_BYTES = 2 * GB   # CUDA context and allocator slack on top of the estimate
 OPT_BUFFERS = {"adan": 4, "adamw": 2}   # Adan: m, v (diff), n, previous gradient; AdamW: m, v
 
 
@@ -184,6 +185,28 @@ def with_optimizer(plan: MemoryPlan, opt: str) -> MemoryPlan:
     return replace(plan, opt=opt, optimizer=opt_bytes)
 
 
+def fit_grad_accum(plan: MemoryPlan, gpu_memory_gb: float, **overrides) -> MemoryPlan | None:
+    """The plan with the fewest accumulation steps whose estimate plus CONTEXT_BYTES fits `gpu_memory_gb`,
+    at the same global batch (None when even one image per micro-batch does not fit).
+
+    Activations grow with the micro-batch; the other terms do not. The per-image activation cost of `plan`
+    gives a first guess, which is then measured (and raised further if the measurement says so)."""
+    budget = gpu_memory_gb * GB - CONTEXT_BYTES
+    if plan.total <= budget:
+        return plan
+    static = plan.total - plan.activations
+    per_image = plan.activations / plan.micro_batch
+    for micro in sorted((m for m in range(1, plan.per_gpu_batch + 1) if plan.per_gpu_batch % m == 0), reverse=True):
+        if micro >= plan.micro_batch or static + per_image * micro > budget:
+            continue
+        accum = plan.per_gpu_batch // micro
+        fitted = memory_plan(plan.model, plan.gpus, plan.per_gpu_batch * plan.gpus, plan.opt, plan.zero,
+                             plan.dtype, accum, **overrides)
+        if fitted.total <= budget:
+            return fitted
+    return None
+
+
 def torchrun_command(model: str, gpus: int, gpus_per_node: int, global_batch: int, zero: bool, opt: str | None,
                      dtype: str, data: str = "PATH/TO/latents", grad_accum: int = 1) -> list[str]:
     """The launch line(s): one node (--standalone) or several (c10d rendezvous, run on every node)."""
@@ -216,7 +239,7 @@ def format_plan(plan: MemoryPlan, other: MemoryPlan | None = None) -> str:
     lines = [f"{plan.model} on {plan.gpus} GPU(s): {plan.per_gpu_batch} images per GPU per step "
              f"(micro-batch {plan.micro_batch}), {plan.opt}{' + ZeRO' if plan.zero else ''}, autocast {plan.dtype}"]
     lines += [f"  {name:<68} {value / GB:8.2f} GB" for name, value in rows]
-    lines.append(f"  {'total per GPU (+ CUDA context, allocator slack: ~1-2 GB)':<68} {plan.total / GB:8.2f} GB")
+    lines.append(f"  {'total per GPU (+ CUDA context, allocator slack: ~2 GB)':<68} {plan.total / GB:8.2f} GB")
     if other is not None:
         lines.append(f"  with {other.opt}{' + ZeRO' if other.zero else ''} instead: optimizer "
                      f"{other.optimizer / GB:.2f} GB, total {other.total / GB:.2f} GB")

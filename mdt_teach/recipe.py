@@ -33,6 +33,9 @@ class TrainConfig:
 
     model: str | None = None          # None: the profile's model (tiny: MDTv2-T/4)
     data: str = "smileys"             # smileys | digits | PATH (image folder or latent cache)
+    image_size: int | None = None     # pixel side of an image folder (None: the profile's, 256 in full)
+    vae: str | None = None            # latent profiles on an image folder: the VAE that encodes every batch
+                                      # on the fly, flips included (None: stabilityai/sd-vae-ft-mse)
     steps: int | None = None          # None: train until `minutes` runs out
     batch_size: int | None = None     # GLOBAL batch over all ranks and accumulation shards
     out: str | None = None            # run folder; default runs/<model>-<data>-<time>
@@ -114,7 +117,7 @@ def _at_least(name: str, value, low) -> None:
 
 def validate(cfg: TrainConfig, world_size: int = 1) -> None:
     """One clear ValueError for any setting that cannot run (called before any file or process group)."""
-    for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "keep", "threads"):
+    for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "keep", "threads", "image_size"):
         _at_least(name, getattr(cfg, name), 1)
     for name in ("sample_every", "eval_every", "eval_samples", "grid_samples", "num_workers", "warmup_steps",
                  "weight_decay", "max_grad_norm", "seed"):

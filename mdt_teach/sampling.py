@@ -20,6 +20,27 @@ from .diffusion import GaussianDiffusion, extract, randn
 METHODS = ("ddpm", "ddim")
 
 
+# Official settings (`scripts/image_sample.py` for FID; `infer_mdt.py` for the demo grid). `labels`:
+# "random" draws each image's class; the demo's six classes are those of `infer_mdt.py`.
+PRESETS = {
+    "fid": dict(steps="250", method="ddpm", cfg_scale=3.8, scale_pow=4.0, vae_decoder="ema", labels="random"),
+    "demo": dict(steps="250", method="ddpm", cfg_scale=4.0, scale_pow=0.01, vae_decoder="mse", seed=1,
+                 labels="19,23,106,108,278,282"),
+}
+
+
+def default_scale_pow(model) -> float:
+    """The guidance schedule a model's own code uses: MDT's power-cosine with pow 4 (`forward_with_cfg`'s
+    default), or DiT's constant scale (pow 0: w_eff(t) = w at every t, as in DiT's `forward_with_cfg`)."""
+    return 0.0 if getattr(model, "family", None) == "DiT" else 4.0
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (B, C, H, W) → uint8 (B, H, W, C) exactly as the official sampler:
+    `((x + 1) * 127.5).clamp(0, 255).to(uint8)` — truncation toward zero, not rounding."""
+    return ((x.float() + 1) * 127.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+
+
 # ---------------------------------------------------------------------------------------------------
 # Respacing
 # ---------------------------------------------------------------------------------------------------

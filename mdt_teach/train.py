@@ -18,7 +18,8 @@ CPU (docs/reproducibility.md), two runs with one seed give the same weights bit 
 a kill continues bit for bit, and 2 ranks × 1 shard make the same update as 1 rank × 2 accumulated shards.
 
 Departures from the official loop (each a choice, documented where it is made): one reseed per shard instead
-of one running RNG stream (data_order.py); a deterministic, sharded data order (data_order.py); clipping on
+of one running RNG stream (data_order.py); a deterministic, sharded data order (data_order.py); a latent cache
+holds both orientations of each image instead of encoding every read (latent_cache.py); clipping on
 the true global norm under ZeRO (recipe.clips_in_trainer); the toy recipe of the tiny presets (recipe.py);
 bf16/fp16 autocast on GPU profiles (the released training is fp32).
 """
@@ -41,6 +42,7 @@ from .diffusion import GaussianDiffusion, training_loss
 from .distributed import (DistInfo, all_reduce_, broadcast_object, dist_from_env, gather_objects, init_distributed,
                           wrap_ddp)
 from .ema import EMA
+from .vae import DEFAULT_VAE, load_vae
 from .models import build_model
 from .optim import clip_grads_
 from .recipe import (TrainConfig, clips_in_trainer, config_from_dict, lr_at, make_optimizer, merge_for_resume, resolve,
@@ -72,14 +74,16 @@ class Trainer:
             validate(cfg, self.dist.world_size)
         self.cfg = cfg
         use_deterministic_kernels(cfg.deterministic)
-        self.source = make_source(cfg.data, cfg.seed, cfg.num_workers, self.run.image_size)
-        if self.run.use_vae and self.source.in_channels == 3:
-            raise ValueError(f"the {self.run.profile} profile trains on SD-VAE latents; encode the images once with "
-                             "`mdt-teach cache-latents` and pass the cache folder as --data")
+        self.source = make_source(cfg.data, cfg.seed, cfg.num_workers, cfg.image_size or self.run.image_size)
         self.source.local_batch(0, cfg.batch_size, self.dist, cfg.grad_accum)  # unreadable data fails here
+        self.encoder = None   # latent profiles on an image folder encode every batch, as the official loop does
+        if self.run.use_vae and self.source.in_channels == 3:
+            self.encoder = load_vae(cfg.vae or DEFAULT_VAE, device=self.device)
+        in_channels, size = ((self.encoder.latent_channels, self.source.image_size // self.encoder.downsample)
+                             if self.encoder else (self.source.in_channels, self.source.image_size))
         seed_everything(cfg.seed)   # the same initial weights on every rank
-        self.model = build_model(cfg.model, in_channels=self.source.in_channels, num_classes=self.source.num_classes,
-                                 input_size=self.source.image_size, **cfg.model_args).to(self.device)
+        self.model = build_model(cfg.model, in_channels=in_channels, num_classes=self.source.num_classes,
+                                 input_size=size, **cfg.model_args).to(self.device)
         self.ema = EMA(self.model, cfg.ema_decay, cfg.ema_warmup)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.sharded = cfg.zero and self.dist.enabled  # ZeRO on one process would shard nothing
@@ -121,6 +125,8 @@ class Trainer:
         logs = torch.zeros(len(LOG_KEYS), device=self.device, dtype=torch.float64)
         for i, (xs, ys) in enumerate(zip(x.chunk(accum), y.chunk(accum))):
             seed_shard(cfg.seed, self.step, dist.rank * accum + i)      # t, noise, label dropout, mask
+            if self.encoder is not None:                                # online SD-VAE: a posterior sample × 0.18215
+                xs = self.encoder.encode(xs)
             last = i == accum - 1 or not dist.enabled                   # DDP all-reduces on the last shard
             with contextlib.nullcontext() if last else self.net.no_sync():
                 with torch.autocast(self.device.type, getattr(torch, cfg.dtype), enabled=cfg.dtype != "float32"):

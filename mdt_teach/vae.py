@@ -13,6 +13,7 @@ import torch
 
 SCALE = 0.18215                       # SD-VAE latent scale factor used by LDM, DiT and MDT
 DEFAULT_VAE = "stabilityai/sd-vae-ft-mse"
+VAE_DECODERS = {"mse": DEFAULT_VAE, "ema": "stabilityai/sd-vae-ft-ema"}   # `--vae-decoder` names
 
 
 class LatentVAE:
@@ -115,9 +116,12 @@ def load_vae(name: str = DEFAULT_VAE, device=None, dtype=None, local_files_only:
     raise _offline_error(name, last) from last
 
 
-def decode_if_latent(model, x: torch.Tensor) -> torch.Tensor:
-    """Latent samples (4 channels) → pixels through the SD-VAE decoder (sd-vae-ft-mse, as the official
-    `infer_mdt.py`); pixel samples pass through."""
+def decode_if_latent(model, x: torch.Tensor, decoder: str = "mse") -> torch.Tensor:
+    """Latent samples (4 channels) → pixels in [-1, 1] through an SD-VAE decoder; pixel samples pass through.
+
+    decoder: "mse" (sd-vae-ft-mse, as the official `infer_mdt.py`), "ema" (sd-vae-ft-ema, the official
+    FID script's default), a hub id or local folder, or "tiny" (tests). Both SD decoders share the encoder
+    that made the training latents; only the decoder was fine-tuned differently."""
     if model.in_channels != 4:
         return x
-    return load_vae(device=x.device).decode(x).float().clamp(-1, 1)
+    return load_vae(VAE_DECODERS.get(decoder, decoder), device=x.device).decode(x).float().clamp(-1, 1)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mdt_teach.layers import (Attention, Block, LabelEmbedder, PatchEmbed, RelativePositionBias, modulate,
+from mdt_teach.layers import (Attention, Block, LabelEmbedder, explicit_attention, PatchEmbed, RelativePositionBias, modulate,
                               relative_position_index, sincos_2d, timestep_embedding, unpatchify)
 
 
@@ -104,6 +104,23 @@ def test_attention_matches_by_hand_softmax_full_and_masked():
     plain = Attention(32, 4)                               # DiT attention: no bias, no rel_pos_bias keys
     assert all("rel_pos_bias" not in k for k in plain.state_dict())
     torch.testing.assert_close(plain(x), _attention_by_hand(plain, x, None), atol=1e-5, rtol=1e-5)
+
+
+def test_explicit_attention_switch_matches_the_fused_kernel_and_keeps_weights():
+    """The official explicit softmax form (one switch for the GPU benchmark and attention maps) = the fused path."""
+    torch.manual_seed(0)
+    attn = Attention(32, 4, grid_size=4)
+    x = torch.randn(2, 16, 32)
+    ids_keep = torch.stack([torch.randperm(16)[:9] for _ in range(2)])
+    x_kept = torch.gather(x, 1, ids_keep[..., None].expand(-1, -1, 32))
+    fused = attn(x), attn(x_kept, ids_keep)
+    with explicit_attention(keep_weights=True):
+        explicit = attn(x), attn(x_kept, ids_keep)
+        assert attn.weights.shape == (2, 4, 9, 9)
+        torch.testing.assert_close(attn.weights.sum(-1), torch.ones(2, 4, 9))
+    assert not Attention.explicit and not Attention.keep_weights     # restored on exit
+    for a, b in zip(fused, explicit):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
 def test_relative_bias_receives_gradient_through_sdpa():

@@ -6,7 +6,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from mdt_teach import metrics
+from mdt_teach import fid, metrics
 from mdt_teach.data import CORRUPTIONS, SMILEY_CLASSES, corrupted_smileys, smileys_batch
 from mdt_teach.metrics import fd_smileys, frechet_distance, gaussian_stats, two_eyes
 
@@ -223,17 +223,17 @@ def test_fid_says_what_to_install_when_torch_fidelity_is_missing():
     except ImportError:
         pass
     with pytest.raises(ModuleNotFoundError, match=r"pip install \"mdt-teach\[fid\]\""):
-        metrics.inception_fid_stats(torch.zeros(2, 3, 32, 32))
+        fid.inception_fid_stats(torch.zeros(2, 3, 32, 32))
 
 
 def test_reference_batch_reader(tmp_path):
     rng = np.random.default_rng(3)
     mu, sigma = rng.normal(size=8), np.eye(8)
     np.savez(tmp_path / "ref.npz", mu=mu, sigma=sigma, arr_0=np.zeros((1, 4, 4, 3), np.uint8))
-    got_mu, got_sigma = metrics.load_reference_stats(tmp_path / "ref.npz")
+    got_mu, got_sigma = fid.load_reference_stats(tmp_path / "ref.npz")
     np.testing.assert_array_equal(got_mu, mu)
     np.savez(tmp_path / "bad.npz", arr_0=np.zeros(3))
     with pytest.raises(ValueError, match="no 'mu'"):
-        metrics.load_reference_stats(tmp_path / "bad.npz")
+        fid.load_reference_stats(tmp_path / "bad.npz")
     with pytest.raises(FileNotFoundError, match="VIRTUAL_imagenet256_labeled.npz"):
-        metrics.load_reference_stats(tmp_path / "missing.npz")
+        fid.load_reference_stats(tmp_path / "missing.npz")

@@ -42,7 +42,7 @@ def test_runtime_dependencies_have_lower_bounds_only():
 def test_console_script_help():
     out = subprocess.run([sys.executable, "-m", "mdt_teach", "--help"], capture_output=True,
                          text=True, check=True).stdout
-    for cmd in ["train", "sample", "eval", "convert", "plan", "cache-latents", "race"]:
+    for cmd in ["train", "sample", "sample-fid", "fid", "eval", "convert", "plan", "cache-latents", "race"]:
         assert cmd in out
 
 

@@ -4,7 +4,10 @@ import torch
 
 from mdt_teach.cli import main
 from mdt_teach.models import build_model
-from mdt_teach.plan import meta_model, memory_plan, saved_bytes, torchrun_command, with_optimizer
+from mdt_teach.config import Capabilities, decide
+from mdt_teach.plan import (CONTEXT_BYTES, GB, fit_grad_accum, meta_model, memory_plan, saved_bytes, torchrun_command,
+                            with_optimizer)
+from mdt_teach.recipe import TrainConfig, resolve
 
 
 def test_parameter_counts_match_the_official_models():
@@ -69,3 +72,28 @@ def test_plan_bad_input(argv, match, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and match in err[0]
+
+
+def test_plan_proposes_the_accumulation_that_fits(capsys):
+    """MDTv2-XL/2 at the official global batch 256 on 8 × 40 GB: micro-batch 32 does not fit, 16 does."""
+    plan = memory_plan("MDTv2-XL/2", 8, 256, "adan", False, "bf16")
+    assert plan.total + CONTEXT_BYTES > 40 * GB
+    fitted = fit_grad_accum(plan, 40)
+    assert (fitted.micro_batch, fitted.per_gpu_batch) == (16, 32) and fitted.total + CONTEXT_BYTES <= 40 * GB
+    assert fit_grad_accum(plan, 80) is plan                       # fits as it is
+    assert fit_grad_accum(memory_plan("MDTv2-XL/2", 1, 8, "adan", False, "bf16"), 10) is None  # weights alone
+    # lesson 10, exercise 2: 8 × 24 GB fits nothing without ZeRO; with ZeRO, --grad-accum 4 (micro-batch 8)
+    assert fit_grad_accum(plan, 24) is None
+    zero = fit_grad_accum(memory_plan("MDTv2-XL/2", 8, 256, "adan", True, "bf16"), 24)
+    assert (zero.per_gpu_batch // zero.micro_batch, zero.micro_batch) == (4, 8)
+    assert main(["plan", "--gpus", "8", "--gpu-memory", "40"]) == 0
+    out = capsys.readouterr().out
+    assert "with --grad-accum 2 (micro-batch 16, same global batch 256)" in out
+    assert "--batch-size 256 --dtype bfloat16 --grad-accum 2" in out
+
+
+def test_full_profile_trains_at_the_official_global_batch():
+    """Without --batch-size, the full profile resolves to the official global batch 256 with MDTv2-XL/2's lr."""
+    a100 = Capabilities(cuda=True, bf16=True, cpu_count=16, device_name="A100")
+    cfg = resolve(TrainConfig(profile="full"), decide("full", a100, env={}))
+    assert (cfg.model, cfg.batch_size, cfg.opt, cfg.lr) == ("MDTv2-XL/2", 256, "adan", 3e-4)

@@ -8,7 +8,8 @@ from PIL import Image
 
 from mdt_teach import cli
 from mdt_teach.data import ImageFolder, make_dataset
-from mdt_teach.data_order import make_source
+from mdt_teach.data_order import LoaderSource, make_source
+from mdt_teach.distributed import DistInfo
 from mdt_teach.latent_cache import LatentCache, cache_latents, shard_paths
 from mdt_teach.vae import SCALE, LatentVAE, load_vae, tiny_vae
 
@@ -78,13 +79,15 @@ def test_cache_end_to_end_then_resume(folder, tmp_path):
     images = ImageFolder(folder, image_size=32, flip=False)
     vae = LatentVAE(tiny_vae())
     for i in (0, 5, 9):
-        mean, std = vae.moments(images[i][0][None])
-        z, label = cache[i]
-        torch.testing.assert_close(z, mean[0] * SCALE, atol=2e-3, rtol=2e-3)  # float16 storage
-        torch.testing.assert_close(cache.moments(i)[1], std[0], atol=2e-3, rtol=2e-3)
-        assert label == images[i][1]
+        for mirrored in (False, True):   # the mirrored copy is the encoding of the mirrored image
+            image = images[i][0].flip(-1) if mirrored else images[i][0]
+            mean, std = vae.moments(image[None])
+            torch.testing.assert_close(cache.moments(i, mirrored)[0], mean[0], atol=2e-3, rtol=2e-3)  # float16
+            torch.testing.assert_close(cache.moments(i, mirrored)[1], std[0], atol=2e-3, rtol=2e-3)
+        assert not torch.allclose(cache.moments(i, True)[0], cache.moments(i, False)[0].flip(-1), atol=1e-3)
+        assert cache[i][1] == images[i][1]
 
-    sampled = LatentCache(out, sample=True)
+    sampled = LatentCache(out, sample=True, flip=False)
     torch.manual_seed(0)
     draws = torch.stack([sampled[3][0] for _ in range(400)])
     mean, std = cache.moments(3)
@@ -110,8 +113,8 @@ def test_cache_refuses_other_settings_and_wrong_shapes(folder, tmp_path):
     _cache(folder, out, shard_size=5)
     with pytest.raises(ValueError, match="different image_size"):
         _cache(folder, out, shard_size=5, image_size=64)
-    np.save(shard_paths(out, 1)[0], np.zeros((5, 2, 4, 8, 8), np.float16))  # wrong latent shape
-    with pytest.raises(ValueError, match=r"shard 1 is shape \(5, 2, 4, 8, 8\)"):
+    np.save(shard_paths(out, 1)[0], np.zeros((5, 2, 2, 4, 8, 8), np.float16))  # wrong latent shape
+    with pytest.raises(ValueError, match=r"shard 1 is shape \(5, 2, 2, 4, 8, 8\)"):
         LatentCache(out)
     manifest = json.loads((out / "manifest.json").read_text())
     (out / "manifest.json").write_text(json.dumps(dict(manifest, complete=False)))
@@ -136,3 +139,74 @@ def test_cli_cache_latents_and_make_dataset(folder, tmp_path, capsys):
                      "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "existing folder" in err
+
+
+def test_training_picks_each_orientation_half_the_time_and_resumes_to_the_same_picks(folder, tmp_path):
+    """Over an epoch the data order shows both orientations with p ≈ 0.5; a new reader at the same stream
+    positions (a resumed run) makes the same picks."""
+    out = tmp_path / "latents"
+    _cache(folder, out)
+    cache = LatentCache(out, sample=False)
+
+    def picks(source, steps, start=0):
+        seen = []
+        for step in range(start, start + steps):
+            z, _ = source.local_batch(step, 5, DistInfo(), 1)
+            for zi in z:   # which stored orientation is this item? compare with both means
+                i = [j for j in range(len(cache)) for m in (0, 1)
+                     if torch.allclose(zi, cache.moments(j, bool(m))[0] * SCALE)]
+                assert len(i) == 1
+                seen.append(bool(torch.allclose(zi, cache.moments(i[0], True)[0] * SCALE)))
+        return seen
+
+    source = LoaderSource(LatentCache(out, sample=False), seed=3, num_workers=0)
+    first = picks(source, 40)                      # 200 reads = 20 epochs of 10 images
+    assert 0.4 < sum(first) / len(first) < 0.6
+    resumed = LoaderSource(LatentCache(out, sample=False), seed=3, num_workers=0)
+    assert picks(resumed, 10, start=30) == first[150:]
+    assert LatentCache(out, sample=False, flip=False)[0][0].equal(cache.moments(0, False)[0] * SCALE)
+
+
+@pytest.mark.parametrize("dtype, bytes_per_value, tol", [("float32", 4, 1e-5), ("float16", 2, 1e-3),
+                                                          ("bfloat16", 2, 8e-3)])
+def test_cache_storage_dtype(folder, tmp_path, dtype, bytes_per_value, tol):
+    out = tmp_path / dtype
+    _cache(folder, out, dtype=dtype, shard_size=10)
+    assert np.load(shard_paths(out, 0)[0]).nbytes == 10 * 2 * 2 * 4 * 4 * 4 * bytes_per_value
+    cache, exact = LatentCache(out, sample=False), LatentVAE(tiny_vae())
+    mean = exact.moments(ImageFolder(folder, image_size=32, flip=False)[4][0][None])[0][0]
+    got = cache.moments(4)[0]
+    assert (got - mean).abs().max() <= tol * mean.abs().max()
+    with pytest.raises(ValueError, match="not a storage dtype"):
+        _cache(folder, tmp_path / "x", dtype="int8")
+
+
+def test_an_unflipped_cache_of_the_old_format_is_refused(folder, tmp_path):
+    out = tmp_path / "latents"
+    _cache(folder, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps(dict(manifest, format="mdt-teach-latents-v1")))
+    with pytest.raises(ValueError, match="without the mirrored images"):
+        LatentCache(out)
+
+
+def test_full_profile_trains_on_an_image_folder_by_encoding_every_batch(folder, tmp_path):
+    """The official way, for users without the disk for a cache: flip, encode, sample the posterior per batch;
+    still a function of the seed (two runs, the same weights)."""
+    from mdt_teach.recipe import TrainConfig
+    from mdt_teach.train import Trainer
+
+    def run(out):
+        cfg = TrainConfig(profile="full", data=str(folder), image_size=32, vae="tiny", model="MDTv2-T/4",
+                          model_args=dict(depth=2, hidden_size=32, num_heads=2, patch_size=2), batch_size=4, steps=2,
+                          eval_samples=0, grid_samples=0, progress=False, threads=1, out=str(tmp_path / out))
+        trainer = Trainer(cfg, log=lambda *a, **k: None)
+        trainer.fit()
+        return trainer
+
+    a, b = run("a"), run("b")
+    assert (a.model.in_channels, a.model.input_size) == (4, 4)          # 32 px through an 8× VAE
+    assert a.encoder is not None and a.encoder.name == "tiny"
+    for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    assert a.model.final_layer.linear.weight.abs().max() > 0             # it trained

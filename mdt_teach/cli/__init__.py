@@ -5,7 +5,8 @@ Every subcommand module (`cli/train.py`, `cli/sample.py`, ...) has `add_argument
 A module is imported only when its command is used, so `mdt-teach --help` is instant. User errors
 (ValueError, FileNotFoundError) become one line on stderr and exit code 2.
 
-`python -m mdt_teach COMMAND ...` is the same command line; torchrun launches `-m mdt_teach train`.
+`python -m mdt_teach COMMAND ...` is the same command line; torchrun launches `-m mdt_teach train` and
+`-m mdt_teach sample-fid`.
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import sys
 COMMANDS = {
     "train": ("mdt_teach.cli.train", "train DiT / MDT / MDTv2 (default: MDTv2 tiny on smileys)"),
     "sample": ("mdt_teach.cli.sample", "sample an image grid from a checkpoint (ours or official)"),
+    "sample-fid": ("mdt_teach.cli.sample_fid", "N samples (default 50,000) in the official .npz for FID; torchrun-able"),
+    "fid": ("mdt_teach.cli.fid", "FID between two .npz files (samples or ADM reference batches)"),
     "eval": ("mdt_teach.cli.eval", "two-eyes score and FD-smileys of a checkpoint"),
     "plan": ("mdt_teach.cli.plan", "memory per GPU and the torchrun command for a big run"),
     "convert": ("mdt_teach.cli.convert", "check / convert an official MDT or DiT checkpoint; upgrade an old one of ours"),

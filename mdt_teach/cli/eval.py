@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Check, load, sample, score, print."""
     if args.data != "smileys":
         raise ValueError(f"eval scores smileys only (two-eyes + FD-smileys), got --data {args.data}; "
-                         "for ImageNet use metrics.fid_against_reference")
+                         "for ImageNet use `mdt-teach sample-fid` and `mdt-teach fid`")
     if args.n < 2:
         raise ValueError(f"--n {args.n} is too small for a Fréchet distance; use at least 2 (e.g. 256)")
     if args.json and Path(args.json).is_dir():

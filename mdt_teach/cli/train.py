@@ -17,6 +17,9 @@ from ..train import NonFiniteLossError, Trainer
 _FLAGS = [  # (flag, type, help); every default is None so the trainer knows what was given
     ("--model", str, "preset name, e.g. MDTv2-T/4, DiT-T/4, MDTv2-XL/2 (default: the profile's)"),
     ("--data", str, "smileys | digits | PATH to an image folder or a latent cache (default smileys)"),
+    ("--image-size", int, "pixel side of an image folder (default: the profile's; 256 in full)"),
+    ("--vae", str, "latent profiles on an image folder: the VAE that encodes every batch, flips included "
+                   "(default stabilityai/sd-vae-ft-mse; 'tiny' = a random test VAE)"),
     ("--steps", int, "optimizer steps (default: train until --minutes runs out)"),
     ("--batch-size", int, "GLOBAL batch over all processes and accumulation steps (default: the profile's)"),
     ("--out", str, "run folder (default runs/<model>-<data>-<time>)"),
