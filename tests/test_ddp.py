@@ -12,6 +12,7 @@ do not depend on the number of processes: two ranks write the same .npz as one.
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -33,6 +34,18 @@ MODEL = dict(depth=4, hidden_size=32, num_heads=2, patch_size=2)   # 4×4 latent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "mdt_teach"]
 
 
+class Stages:
+    """Prints each stage's seconds (visible with pytest -s), so the rehearsal's cost can be read off."""
+
+    def __init__(self):
+        self.t = time.monotonic()
+
+    def __call__(self, name: str) -> None:
+        now = time.monotonic()
+        print(f"rehearsal stage {name}: {now - self.t:.1f} s", file=sys.__stderr__)   # past capsys
+        self.t = now
+
+
 def _torchrun(*args, timeout=180):
     done = subprocess.run([*TORCHRUN, *args], capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -41,6 +54,7 @@ def _torchrun(*args, timeout=180):
 
 @pytest.mark.slow
 def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
+    stage = Stages()
     # 1. an ImageNet-style folder: ADM file names (class_index.JPEG), JPEG-compressed
     images, labels = smileys_batch(24, seed=5)
     folder = tmp_path / "train"
@@ -49,6 +63,7 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
     for i, (x, y) in enumerate(zip(images, labels)):
         Image.fromarray(to_uint8(x[None])[0].numpy()).save(folder / f"{names[y]}_{i:05d}.JPEG", quality=95)
 
+    stage("1 ADM-named JPEGs")
     # 2. cache-latents: both orientations of every image, float16
     cache = tmp_path / "latents"
     assert main(["cache-latents", str(folder), str(cache), "--vae", "tiny", "--image-size", "32", "--batch-size", "8",
@@ -59,6 +74,7 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
     read = LatentCache(cache, sample=False)
     assert not torch.equal(read.moments(0, True)[0], read.moments(0, False)[0])
 
+    stage("2 cache-latents")
     # 3. torchrun × 2, the full profile's code path (latent cache, global batch, ZeRO) vs one process
     two = tmp_path / "two"
     args = ["--profile", "full", "--data", str(cache), "--model", "MDTv2-T/4",
@@ -67,6 +83,7 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
             "--eval-samples", "0", "--grid-samples", "0", "--no-progress", "--threads", "1", "--zero", "--out", str(two)]
     out = _torchrun("train", *args)
     assert "global batch 8 (2 process(es))" in out
+    stage("3a torchrun x 2 train")
     one = Trainer(TrainConfig(profile="full", data=str(cache), model="MDTv2-T/4", model_args=dict(MODEL), batch_size=8,
                               grad_accum=2, steps=STEPS, ckpt_every=100, max_grad_norm=0.05, opt="adan", eval_samples=0,
                               grid_samples=0, progress=False, threads=1, zero=True, out=str(tmp_path / "one")),
@@ -88,6 +105,7 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
         assert set(sa) == set(sb) == {"exp_avg", "exp_avg_diff", "exp_avg_sq", "neg_pre_grad"}
         torch.testing.assert_close(sa["exp_avg_sq"], sb["exp_avg_sq"], atol=1e-9, rtol=1e-5)
 
+    stage("3b one-process train + comparison")
     # 4. sample-fid with torchrun × 2: one .npz in the official layout, equal to a 1-process run
     ckpt = list_checkpoints(two)[-1]
     samples = tmp_path / "samples"
@@ -99,6 +117,7 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
         assert got["arr_0"].shape == (10, 32, 32, 3) and got["arr_0"].dtype == np.uint8
         assert got["arr_1"].shape == (10,) and set(got["arr_1"].tolist()) <= {0, 1, 2, 3}
         assert got["arr_0"].std() > 1                              # decoded pictures, not a constant
+        stage("4a torchrun x 2 sample-fid")
         model, _ = load_model(ckpt)
         single = sample_for_fid(model, FidSampling(ckpt=str(ckpt), n=10, steps="4", vae_decoder="tiny", shard_size=5),
                                 tmp_path / "single", progress=False)
@@ -106,6 +125,7 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
             assert np.array_equal(ref["arr_1"], got["arr_1"])
             assert np.abs(ref["arr_0"].astype(int) - got["arr_0"].astype(int)).max() <= 1   # float order only
 
+    stage("4b one-process sample-fid + comparison")
     # 5. fid between the samples and real faces (the committed smileys feature net stands in for Inception)
     real = tmp_path / "real.npz"
     np.savez(real, arr_0=to_uint8(smileys_batch(64, seed=9)[0]).numpy())
@@ -115,3 +135,4 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
     assert np.isfinite(value) and value > 0
     assert main(["fid", str(real), str(real), "--features", "smileys"]) == 0
     assert abs(float(capsys.readouterr().out.split()[1])) < 1e-6
+    stage("5 fid")
