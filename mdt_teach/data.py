@@ -202,6 +202,17 @@ def render(p: SmileyParams, size: int = SMILEY_SIZE) -> np.ndarray:
     return img
 
 
+def part_masks(meta: dict, size: int = SMILEY_SIZE) -> dict[str, np.ndarray]:
+    """Where each part of each face is drawn, from `smileys_batch(meta=True)`: (n, H, W) bool masks "face",
+    "eye_left", "eye_right" and "mouth" of the pixels each part covers at all (coverage > 0)."""
+    p = SmileyParams(**meta)
+    X = np.arange(size, dtype=np.float32)[None, None, :]
+    Y = np.arange(size, dtype=np.float32)[None, :, None]
+    eyes = [_disc_alpha(X, Y, p.eye_centers[:, e, 0], p.eye_centers[:, e, 1], p.eye_radii[:, e]) > 0 for e in (0, 1)]
+    return {"face": _disc_alpha(X, Y, p.face_center[:, 0], p.face_center[:, 1], p.face_radius) > 0,
+            "eye_left": eyes[0], "eye_right": eyes[1], "mouth": _mouth_alpha(X, Y, p) > 0}
+
+
 def _to_signed(img01: np.ndarray) -> np.ndarray:
     """[0, 1] -> [-1, 1] (the diffusion models' pixel range)."""
     return img01 * 2.0 - 1.0

@@ -322,3 +322,75 @@ def generate(model, n: int, diffusion: GaussianDiffusion | None = None, steps="1
                      scale_pow=scale_pow, method=method, generator=gen) for y in labels.split(batch)]
     images = torch.cat(chunks).float().cpu() if chunks else torch.zeros((0,) + shape)
     return images, labels
+
+
+# ---------------------------------------------------------------------------------------------------
+# Inpainting: RePaint (Lugmayr et al. 2022), for any of our models and the official ones
+# ---------------------------------------------------------------------------------------------------
+
+def keep_from_tokens(token_keep: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """A token-level keep mask (B, N) (row-major over a G×G grid) → the pixel mask (B, 1, G·p, G·p)."""
+    token_keep = torch.as_tensor(token_keep).bool()
+    token_keep = token_keep[None] if token_keep.dim() == 1 else token_keep
+    g = int(round(token_keep.shape[1] ** 0.5))
+    if g * g != token_keep.shape[1]:
+        raise ValueError(f"a token mask needs a square number of tokens, got {token_keep.shape[1]}")
+    grid = token_keep.view(-1, 1, g, g).float()
+    return grid.repeat_interleave(patch_size, 2).repeat_interleave(patch_size, 3)
+
+
+def repaint_schedule(num_steps: int, jump_length: int = 1, resamples: int = 1) -> list[int]:
+    """The levels RePaint visits, counting steps still to go (num_steps = pure noise, 0 = clean): down one
+    step at a time; every `jump_length` steps it goes back up `jump_length` steps `resamples − 1` times
+    and comes down again (RePaint, Alg. 1 with its jumps). resamples = 1 is plain replacement."""
+    if jump_length < 1 or resamples < 1:
+        raise ValueError(f"jump_length ({jump_length}) and resamples ({resamples}) must be at least 1")
+    jumps = {t: resamples - 1 for t in range(0, num_steps - jump_length, jump_length)}
+    t, levels = num_steps, [num_steps]
+    while t > 0:
+        t -= 1
+        levels.append(t)
+        if jumps.get(t, 0) > 0:
+            jumps[t] -= 1
+            for _ in range(jump_length):
+                t += 1
+                levels.append(t)
+    return levels
+
+
+@torch.no_grad()
+def inpaint(model, x_known: torch.Tensor, keep: torch.Tensor, y, diffusion: GaussianDiffusion, steps="50",
+            jump_length: int = 1, resamples: int = 1, cfg_scale: float = 1.0, scale_pow: float = 4.0,
+            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Complete x_known (B, C, H, W) where `keep` (broadcastable to it: 1 = given, 0 = to draw) is 0.
+
+    At every reverse step the known region is replaced by x_known noised to that step, so the model
+    draws the rest to fit it; going back up and down again (`resamples` > 1) lets the drawn part and the
+    given part agree, which plain replacement often fails to do (RePaint, Lugmayr et al. 2022). After the
+    last step the known region is x_known exactly. Latent models inpaint latents: encode, inpaint, decode."""
+    device = _model_device(model)
+    x_known = x_known.to(device, torch.float32)
+    keep = torch.as_tensor(keep, dtype=torch.float32, device=device).expand_as(x_known)
+    y = torch.as_tensor(y, device=device).long().reshape(-1)
+    _check_sampling_args("ddpm", 0.0, y, x_known.shape[0], getattr(model, "num_classes", None))
+    spaced = respace(diffusion, steps)
+    model_fn = _guided_model_fn(model, cfg_scale, scale_pow, 3, spaced.original_num_steps)
+    guided = cfg_scale != 1.0
+    y_in = torch.cat([y, torch.full_like(y, model.num_classes)]) if guided else y
+    timestep_map = torch.as_tensor(spaced.timestep_map, device=device)
+    x = randn(x_known.shape, generator, device)                       # level num_steps: pure noise
+    levels = repaint_schedule(spaced.num_timesteps, jump_length, resamples)
+    with _eval_mode(model):
+        for now, then in zip(levels[:-1], levels[1:]):
+            if then < now:                                            # down: one reverse step, index now − 1
+                i = torch.full((x.shape[0],), now - 1, device=device, dtype=torch.long)
+                x_in = torch.cat([x, x]) if guided else x
+                t_in = timestep_map[torch.cat([i, i]) if guided else i]
+                out = model_fn(x_in, t_in, y_in).float()[: x.shape[0]]
+                drawn, _ = ddpm_step(spaced, out, x, i, randn(x.shape, generator, device))
+                known = x_known if then == 0 else spaced.q_sample(x_known, i - 1, randn(x.shape, generator, device))
+                x = keep * known + (1 - keep) * drawn
+            else:                                                     # up: forward-noise one respaced step
+                beta = float(spaced.betas[then - 1])
+                x = math.sqrt(1 - beta) * x + math.sqrt(beta) * randn(x.shape, generator, device)
+    return x

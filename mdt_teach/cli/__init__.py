@@ -21,6 +21,8 @@ COMMANDS = {
     "sample-fid": ("mdt_teach.cli.sample_fid", "N samples (default 50,000) in the official .npz for FID; torchrun-able"),
     "fid": ("mdt_teach.cli.fid", "FID between two .npz files (samples or ADM reference batches)"),
     "eval": ("mdt_teach.cli.eval", "two-eyes score and FD-smileys of a checkpoint"),
+    "probe": ("mdt_teach.cli.probe", "the missing-eye probe of a smileys checkpoint (+ controls, attention)"),
+    "inpaint": ("mdt_teach.cli.inpaint", "redraw the hidden part of an image (RePaint), pixel or latent models"),
     "plan": ("mdt_teach.cli.plan", "memory per GPU and the torchrun command for a big run"),
     "convert": ("mdt_teach.cli.convert", "check / convert an official MDT or DiT checkpoint; upgrade an old one of ours"),
     "cache-latents": ("mdt_teach.cli.cache_latents", "encode an image folder to a sharded SD-VAE latent cache"),

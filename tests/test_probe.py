@@ -1,0 +1,158 @@
+"""The missing-eye probe, inpainting and the eye-to-eye attention measure (issue: what masking teaches)."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from mdt_teach.cli import main
+from mdt_teach.data import smileys_batch
+from mdt_teach.diffusion import GaussianDiffusion
+from mdt_teach.models import build_model
+from mdt_teach.probe import (PROBE_SEED, attention_maps, dark_blob_in, hidden_tokens, missing_eye_probe,
+                             part_attention, wilson_interval)
+from mdt_teach.sampling import inpaint, keep_from_tokens, repaint_schedule
+from mdt_teach.viz.images import save_grid
+
+FACES = smileys_batch(64, seed=PROBE_SEED, meta=True)
+
+
+class Oracle(nn.Module):
+    """Knows the true faces (the world's generator): predicts exactly the noise that turns them into x_t."""
+
+    in_channels, input_size, num_classes, patch_size = 3, 32, 4, 4
+
+    def __init__(self, x0):
+        super().__init__()
+        self.x0, self.abar = x0, torch.tensor(GaussianDiffusion().alphas_cumprod, dtype=torch.float32)
+
+    def forward(self, x, t, y):
+        a = self.abar[t].view(-1, 1, 1, 1)
+        eps = (x - a.sqrt() * self.x0[: len(x)]) / (1 - a).sqrt()
+        return torch.cat([eps, torch.zeros_like(eps)], 1)
+
+
+class NoiseModel(Oracle):
+    def forward(self, x, t, y):
+        return torch.cat([torch.randn_like(x), torch.zeros_like(x)], 1)
+
+
+def _usable(region):
+    return FACES[0][hidden_tokens(FACES[2], region, 4)[1]]
+
+
+@pytest.mark.parametrize("region", ["eye", "cheek"])
+def test_an_oracle_completes_every_face_and_noise_none(region):
+    oracle = missing_eye_probe(Oracle(_usable(region)), region, steps="10", resamples=1, faces=FACES)
+    noise = missing_eye_probe(NoiseModel(_usable(region)), region, steps="10", resamples=1, faces=FACES)
+    assert oracle.faces == noise.faces >= 20
+    assert oracle.completed == 1.0 and noise.completed == 0.0
+    assert oracle.completed_ci[0] > 0.85 and noise.completed_ci[1] < 0.15
+    # the cheek control never counts as an eye on the true faces; the eye region always holds one
+    assert oracle.eye_in_region == (1.0 if region == "eye" else 0.0)
+
+
+def test_hidden_regions_are_what_they_say():
+    images, _, meta = FACES
+    eye, usable = hidden_tokens(meta, "eye", 4)
+    cheek, usable_cheek = hidden_tokens(meta, "cheek", 4)
+    none, _ = hidden_tokens(meta, "none", 4)
+    assert usable.mean() > 0.35 and not none.any()
+    assert (eye[usable_cheek].sum(1) == cheek[usable_cheek].sum(1)).all()       # as many tokens
+    assert not (eye & cheek)[usable_cheek].any()
+    from mdt_teach.data import part_masks
+    parts = part_masks(meta)
+    px = keep_from_tokens(torch.from_numpy(cheek), 4)[:, 0].numpy() > 0.5
+    assert not (px & (parts["eye_left"] | parts["eye_right"] | parts["mouth"]))[usable_cheek].any()
+    assert not dark_blob_in(images, px, parts["face"])[usable_cheek].any()       # plain skin on the real faces
+    with pytest.raises(ValueError, match="unknown probe region"):
+        hidden_tokens(meta, "nose", 4)
+
+
+def test_inpainting_keeps_the_known_region_exactly():
+    torch.manual_seed(0)
+    model = build_model("MDTv2-T/4", depth=2, hidden_size=32, num_heads=2).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    x, y = smileys_batch(3, seed=1)
+    tokens = torch.zeros(3, 64, dtype=torch.bool)
+    tokens[:, 18:22] = True
+    keep = 1 - keep_from_tokens(tokens, 4)
+    out = inpaint(model, x, keep, y, GaussianDiffusion(), steps="6", jump_length=2, resamples=2,
+                  cfg_scale=2.0, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out * keep, x * keep)                  # exactly as given at t = 0
+    assert (out - x).abs()[(keep == 0).expand_as(x)].mean() > 0.05   # and something new was drawn
+
+
+def test_repaint_schedule():
+    assert repaint_schedule(4) == [4, 3, 2, 1, 0]             # plain replacement: straight down
+    path = repaint_schedule(6, jump_length=2, resamples=2)
+    assert path[0] == 6 and path[-1] == 0
+    downs = sum(b < a for a, b in zip(path, path[1:]))
+    ups = sum(b > a for a, b in zip(path, path[1:]))
+    assert ups == 4 and downs == 6 + 4                        # two jumps back up by 2, each walked down again
+    assert all(abs(b - a) == 1 for a, b in zip(path, path[1:]))
+
+
+def test_part_attention_on_a_hand_built_pattern():
+    w = torch.zeros(1, 1, 2, 4, 4)                            # (L, B, H, N, N)
+    w[0, 0, 0, 0] = torch.tensor([0.1, 0.1, 0.5, 0.3])        # head 0: query 0 → keys
+    w[0, 0, 1, 0] = torch.tensor([0.4, 0.4, 0.1, 0.1])        # head 1
+    w[0, 0, :, 1] = torch.tensor([0.25, 0.25, 0.25, 0.25])    # query 1 is not asked about
+    queries = torch.tensor([[True, False, False, False]])
+    keys = torch.tensor([[False, False, True, True]])
+    # per key token: head 0 (0.5 + 0.3) / 2 = 0.4, head 1 (0.1 + 0.1) / 2 = 0.1 → mean 0.25
+    assert part_attention(w, queries, keys).tolist() == pytest.approx([0.25])
+
+
+def test_attention_maps_of_a_model():
+    model = build_model("MDTv2-T/4", depth=4, hidden_size=32, num_heads=2).eval()
+    x, y = smileys_batch(2, seed=0)
+    w = attention_maps(model, x, torch.tensor([10, 500]), y)
+    assert w.shape == (4, 2, 2, 64, 64)                      # the side block does not run unmasked
+    torch.testing.assert_close(w.sum(-1), torch.ones(4, 2, 2, 64))
+
+
+def test_wilson_interval():
+    lo, hi = wilson_interval(0, 20)
+    assert lo == 0.0 and 0.1 < hi < 0.2
+    lo, hi = wilson_interval(20, 20)
+    assert hi == pytest.approx(1.0) and 0.8 < lo < 0.9
+
+
+def test_inpaint_and_probe_cli(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    model = build_model("MDTv2-T/4", depth=2, hidden_size=32, num_heads=2)
+    torch.save(model.state_dict(), tmp_path / "official.pt")
+    x, _ = smileys_batch(1, seed=0)
+    save_grid(x, tmp_path / "face.png", nrow=1)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[4:12, 16:24] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["inpaint", "--ckpt", "official.pt", "--image", "face.png", "--hide", "mask.png", "--steps", "4",
+                 "--resamples", "1", "--out", "o.png"]) == 0
+    assert "64 of 1024 pixels redrawn" in capsys.readouterr().out and Image.open("o.png").size == (4 * (3 * 33 + 1), 4 * 34)   # shown at 4×
+    assert main(["inpaint", "--ckpt", "official.pt", "--image", "face.png", "--hide-tokens", "9,10", "--steps", "4",
+                 "--out", "p.png"]) == 0
+    assert "32 of 1024 pixels redrawn" in capsys.readouterr().out
+    assert main(["inpaint", "--ckpt", "official.pt", "--image", "face.png", "--hide-tokens", "99",
+                 "--out", "q.png"]) == 2
+    assert "--hide-tokens must lie in 0..63" in capsys.readouterr().err
+    assert main(["probe", "--ckpt", "official.pt", "--n", "16", "--steps", "3", "--resamples", "1",
+                 "--regions", "eye,none", "--json", "probe.json"]) == 0
+    out = capsys.readouterr().out
+    assert "eye " in out and "none" in out and (tmp_path / "probe.json").exists()
+    assert main(["probe", "--ckpt", "official.pt", "--regions", "nose"]) == 2
+
+
+def test_inpaint_cli_in_latent_space(tmp_path, monkeypatch, capsys):
+    """A tiny latent model (4 channels, the tiny VAE): encode, inpaint latents, decode."""
+    monkeypatch.chdir(tmp_path)
+    model = build_model("MDTv2-T/4", depth=2, hidden_size=32, num_heads=2, in_channels=4, input_size=8,
+                        patch_size=2)
+    torch.save(model.state_dict(), tmp_path / "latent.pt")
+    x, _ = smileys_batch(1, seed=0)
+    save_grid(torch.nn.functional.interpolate(x, size=64), tmp_path / "face.png", nrow=1)
+    assert main(["inpaint", "--ckpt", "latent.pt", "--image", "face.png", "--hide-tokens", "5", "--steps", "3",
+                 "--vae", "tiny", "--vae-decoder", "tiny", "--out", "l.png"]) == 0
+    assert "256 of 4096 pixels redrawn" in capsys.readouterr().out
