@@ -12,7 +12,7 @@ from dataclasses import asdict
 import torch
 
 from .checkpoint import atomic_save, read_torch_file
-from .masking import draw_mask_ratio, random_masking
+from .masking import draw_mask_ratio, mask_from_hidden, random_masking
 from .models import fixed_mask_ratio, from_config
 from .resources import data_file
 
@@ -130,3 +130,27 @@ def masked_pass_errors(model, x0: torch.Tensor, y: torch.Tensor, diffusion, t: i
             "masked_visible": mse_masked[~hidden].mean().item(),
             "unmasked_hidden": mse_full[hidden].mean().item(), "unmasked_visible": mse_full[~hidden].mean().item(),
             "eps_rms_hidden": eps_ms[hidden].mean().sqrt().item(), "eps_rms_visible": eps_ms[~hidden].mean().sqrt().item()}
+
+
+@torch.no_grad()
+def one_shot_prediction(model, x0: torch.Tensor, y: torch.Tensor, hidden: torch.Tensor, diffusion, t: int,
+                        seed: int = 0) -> torch.Tensor:
+    """The masked pass's own completion: noise x0 to x_t, hide the tokens `hidden` (B, L) from the encoder
+    (the side-interpolater fills them), and turn the one ε̂ into x̂0 = (x_t − √(1−ᾱ)·ε̂)/√ᾱ — one forward at
+    one t, the expected clean image given what was seen (lesson 11 sets it beside RePaint's completion)."""
+    if not getattr(model, "is_mdt", False):
+        raise ValueError("one_shot_prediction needs an MDT / MDTv2 model (DiT has no masked pass)")
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(int(seed)))
+    t_batch = torch.full((x0.shape[0],), int(t), dtype=torch.long)
+    x_t = diffusion.q_sample(x0, t_batch, noise)
+    was_training, ratio = model.training, model.mask_ratio
+    model.eval()
+    model.mask_tokens = lambda h0, generator=None: mask_from_hidden(h0, hidden)   # this instance only
+    model.mask_ratio = ratio if ratio is not None else 0.0                        # the masked pass needs a ratio
+    try:
+        out = model(x_t, t_batch, y, enable_mask=True)
+    finally:
+        del model.mask_tokens
+        model.mask_ratio = ratio
+        model.train(was_training)
+    return diffusion.predict_x0_from_eps(x_t, t_batch, out[:, : x0.shape[1]]).clamp(-1, 1)

@@ -60,6 +60,22 @@ def random_masking(x: torch.Tensor, mask_ratio: float | torch.Tensor, generator:
     return x_kept, mask, ids_restore, ids_keep
 
 
+def mask_from_hidden(x: torch.Tensor, hidden: torch.Tensor):
+    """`random_masking`'s four outputs for a *chosen* set of hidden tokens (B, L) bool instead of a random one
+    (every row must hide as many tokens); the kept tokens stay in their original order."""
+    hidden = hidden.to(x.device).bool()
+    counts = hidden.sum(1)
+    if not bool((counts == counts[0]).all()):
+        raise ValueError(f"every image must hide as many tokens; got {counts.tolist()}")
+    B, L, D = x.shape
+    len_keep = L - int(counts[0])
+    ids_shuffle = torch.argsort(hidden.to(torch.int8), dim=1, stable=True)   # kept tokens first, in order
+    ids_restore = torch.argsort(ids_shuffle, dim=1)
+    ids_keep = ids_shuffle[:, :len_keep]
+    x_kept = torch.gather(x, 1, ids_keep.unsqueeze(-1).expand(-1, -1, D))
+    return x_kept, hidden.to(x.dtype), ids_restore, ids_keep
+
+
 def unshuffle_with_tokens(x_kept: torch.Tensor, fill: torch.Tensor, ids_restore: torch.Tensor) -> torch.Tensor:
     """Append L−K copies of `fill` (1, 1, D) to the kept tokens and undo the shuffle → (B, L, D)."""
     B, K, D = x_kept.shape

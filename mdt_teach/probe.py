@@ -230,7 +230,8 @@ def part_attention(weights: torch.Tensor, queries: torch.Tensor, keys: torch.Ten
 def eye_to_eye_attention(model, t_values=(100, 400), n: int = 32, seed: int = 0,
                          diffusion: GaussianDiffusion | None = None) -> dict:
     """{t: {"other_eye": (L,), "skin": (L,)}}: the weight per key token that left-eye tokens give to the
-    right eye's tokens, and to plain-skin tokens as far from the left eye as the right eye is."""
+    right eye's tokens, and to plain-skin tokens as far from the left eye as the right eye is (±0.75 token),
+    over the faces that have such skin tokens."""
     diffusion = diffusion or GaussianDiffusion()
     images, labels, meta = smileys_batch(n, seed=PROBE_SEED, meta=True)
     patch, size = model.config.patch_size, images.shape[-1]
@@ -245,11 +246,13 @@ def eye_to_eye_attention(model, t_values=(100, 400), n: int = 32, seed: int = 0,
         rc = np.array([tx[right[b]].mean(), ty[right[b]].mean()])
         d = np.hypot(tx - lc[0], ty - lc[1])
         skin[b] = ~busy[b] & (np.abs(d - np.linalg.norm(rc - lc)) <= 0.75)
-    queries, to_eye, to_skin = (torch.from_numpy(a) for a in (left, right, skin))
+    valid = skin.any(1)                                   # faces with plain skin at the eyes' distance
+    images, labels = images[valid], labels[valid]
+    queries, to_eye, to_skin = (torch.from_numpy(a[valid]) for a in (left, right, skin))
     gen = torch.Generator().manual_seed(seed)
     out = {}
     for t in t_values:
-        tt = torch.full((n,), int(t), dtype=torch.long)
+        tt = torch.full((len(images),), int(t), dtype=torch.long)
         x_t = diffusion.q_sample(images, tt, torch.randn(images.shape, generator=gen))
         w = attention_maps(model.eval(), x_t, tt, labels)
         out[int(t)] = {"other_eye": part_attention(w, queries, to_eye), "skin": part_attention(w, queries, to_skin)}

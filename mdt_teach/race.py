@@ -19,6 +19,7 @@ import torch
 
 from .checkpoint import list_checkpoints, read_checkpoint, latest_checkpoint, write_json
 from .metrics import score_smileys
+from .probe import missing_eye_probe
 from .recipe import TrainConfig
 from .sampling import generate
 from .train import Trainer
@@ -38,6 +39,7 @@ class Variant:
 
 # The race pins its optimizers (the committed results were made with these): MDTv2 with Adan at the toy
 # lr 1e-3, and the Adan → AdamW ablation at the same lr (the trainer's tiny MDTv2 default is AdamW 2e-3).
+PROBE_FACES = 64   # faces drawn for the race's probe hook (about 28 are usable for the eye region)
 ADAN_TINY = dict(opt="adan", lr=1e-3)
 ADAMW_TINY = dict(opt="adamw", lr=1e-3, betas=(0.9, 0.99), max_grad_norm=0.0)
 VARIANTS = {v.name: v for v in [
@@ -65,9 +67,10 @@ class Evaluator:
     """The trainer hook: every `every` steps, score `n` EMA samples (fixed noise) with the clock paused."""
 
     def __init__(self, folder: Path, every: int, n: int, grid: int = 8, sample_steps: str = "ddim25",
-                 method: str = "ddim"):
+                 method: str = "ddim", probe_every: int = 0):
         self.folder, self.every, self.n, self.grid = folder, every, n, grid
         self.sample_steps, self.method = sample_steps, method
+        self.probe_every = probe_every   # run the missing-eye probe at every k-th evaluation (0: never)
         self.curve: list[dict] = []
         self.partial: Path | None = None  # where the curve so far is kept, for a resumed race
 
@@ -87,12 +90,23 @@ class Evaluator:
                      **{k: round(v, 5) for k, v in score_smileys(images, labels).items()}}
             if self.grid:
                 save_grid(images[: self.grid], self.folder / f"step_{trainer.step:06d}.png", nrow=self.grid)
+            if self.probe_every and len(self.curve) % self.probe_every == 0:
+                point.update(self.probe(trainer))
             self.curve.append(point)
             if self.partial is not None:
                 write_json(self.partial, self.curve)
             trainer.log(f"  step {point['step']:5d} · {point['seconds']:6.0f} s · two-eyes "
                         f"{point['two_eyes']:.1%} · FD-smileys {point['fd_smileys']:.2f}", flush=True)
         return point
+
+
+    @staticmethod
+    def probe(trainer) -> dict:
+        """The missing-eye probe of the EMA model (PROBE_FACES faces, a short RePaint), and its cost."""
+        began = time.perf_counter()
+        r = missing_eye_probe(trainer.ema.model, "eye", n=PROBE_FACES, steps="25", jump_length=5, resamples=2)
+        return {"probe_eye": round(r.completed, 4), "probe_eye_ci": [round(v, 4) for v in r.completed_ci],
+                "probe_faces": r.faces, "probe_seconds": round(time.perf_counter() - began, 2)}
 
 
 def make_trainer(v: Variant, work: Path, seed: int, batch_size: int, minutes=None, steps=None, resume=False,
@@ -119,12 +133,12 @@ def calibrate(variants: list[Variant], work: Path, seed: int, batch_size: int, r
 
 
 def run_variant(v: Variant, out: Path, work: Path, steps: int, seed: int, batch_size: int,
-                every: int, n: int, sample_steps: str = "ddim25", method: str = "ddim") -> dict:
+                every: int, n: int, sample_steps: str = "ddim25", method: str = "ddim", probe_every: int = 0) -> dict:
     """Train one variant for `steps` steps, evaluating every `every` steps; resumes an interrupted run from its
     checkpoint under `work/<variant>` and its curve so far (points after that checkpoint are evaluated again)."""
     folder = out / v.name
     folder.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(folder, every, n, sample_steps=sample_steps, method=method)
+    evaluator = Evaluator(folder, every, n, sample_steps=sample_steps, method=method, probe_every=probe_every)
     evaluator.partial = folder / "curve_partial.json"
     resume = bool(list_checkpoints(work / v.name))
     trainer = make_trainer(v, work, seed, batch_size, steps=steps, resume=resume, ckpt_every=min(100, every))
@@ -190,7 +204,7 @@ def summarize(records: dict[str, dict], baseline: str = "dit") -> dict:
 
 def run_race(out: Path, budget: float, seed: int = 0, variants: list[Variant] | None = None,
              batch_size: int = 32, every: int = 250, n: int = 512, work: Path = Path("runs/race"),
-             label: str = "cpu", sample_steps: str = "ddim25", method: str = "ddim") -> dict:
+             label: str = "cpu", sample_steps: str = "ddim25", method: str = "ddim", probe_every: int = 0) -> dict:
     """Run every variant not already finished in `out` (resumable), then write summary.json."""
     out.mkdir(parents=True, exist_ok=True)
     variants = variants or list(VARIANTS.values())
@@ -211,7 +225,8 @@ def run_race(out: Path, budget: float, seed: int = 0, variants: list[Variant] | 
         steps = max(every, int(60 * budget / per_step[v.name]))  # equal wall-clock at the calibrated speed
         print(f"race: {v.label} ({v.model}) — isolates {v.isolates}; {steps} steps "
               f"= {budget:g} min at {per_step[v.name]:.3f} s/step", flush=True)
-        records[v.name] = run_variant(v, out, work, steps, seed, batch_size, every, n, sample_steps, method)
+        records[v.name] = run_variant(v, out, work, steps, seed, batch_size, every, n, sample_steps, method,
+                                      probe_every)
     for name, rec in records.items():
         write_json(out / f"{name}.json", with_calibrated_seconds(rec, per_step[name]))
     summary = summarize(records) if "dit" in records else {"models": {}}

@@ -77,6 +77,7 @@ run = mdt_teach.setup()
 # | 08 | the training race | DiT vs MDT vs MDTv2 on smileys, at equal steps and equal time |
 # | 09 | sampling and CFG | DDPM vs DDIM, the power-cosine guidance schedule |
 # | 10 | scale up | SD-VAE latents, memory plans, `torchrun` for MDTv2-XL/2 |
+# | 11 | what masking teaches | the missing-eye probe, inpainting, attention between parts |
 #
 # Read along: [MDT / MDTv2](https://arxiv.org/abs/2303.14389) (arXiv 2303.14389);
 # [DiT](https://arxiv.org/abs/2212.09748) (arXiv 2212.09748); official code

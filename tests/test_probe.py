@@ -156,3 +156,21 @@ def test_inpaint_cli_in_latent_space(tmp_path, monkeypatch, capsys):
     assert main(["inpaint", "--ckpt", "latent.pt", "--image", "face.png", "--hide-tokens", "5", "--steps", "3",
                  "--vae", "tiny", "--vae-decoder", "tiny", "--out", "l.png"]) == 0
     assert "256 of 4096 pixels redrawn" in capsys.readouterr().out
+
+
+def test_one_shot_prediction_with_a_chosen_mask_equals_the_random_masked_pass():
+    """Hiding the tokens a seeded random mask hid gives the masked pass's own x̂0 (token order does not matter)."""
+    from mdt_teach.lessons import one_shot_prediction, reconstruct
+    from mdt_teach.masking import mask_from_hidden
+
+    torch.manual_seed(0)
+    model = build_model("MDTv2-T/4", depth=4, hidden_size=32, num_heads=2).eval()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    x0, y = smileys_batch(2, seed=4)
+    rec = reconstruct(model, x0, y, GaussianDiffusion(), t=300, mask_ratio=0.3, seed=5)
+    mine = one_shot_prediction(model, x0, y, rec["mask"].bool(), GaussianDiffusion(), t=300, seed=5)
+    torch.testing.assert_close(mine, rec["x0_hat"], atol=1e-5, rtol=1e-5)
+    assert "mask_tokens" not in model.__dict__                  # the instance is left as it was
+    with pytest.raises(ValueError, match="as many tokens"):
+        mask_from_hidden(torch.zeros(2, 4, 1), torch.tensor([[True, False, False, False], [True, True, False, False]]))

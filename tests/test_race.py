@@ -53,12 +53,15 @@ def test_miniature_race_end_to_end(tmp_path):
     variants = [Variant("dit", "DiT-T/4", "DiT", "baseline", small),
                 Variant("mdtv2", "MDTv2-T/4", "MDTv2", "all", small)]
     out = tmp_path / "race"
-    summary = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs")
+    summary = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs",
+                       probe_every=1000)
     assert set(summary["models"]) == {"dit", "mdtv2"}
     rec = json.loads((out / "mdtv2.json").read_text())
     steps = [p["step"] for p in rec["curve"]]
     assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == rec["steps"] >= 4
     assert {"two_eyes", "fd_smileys", "funnel_face_found", "cal_seconds"} <= set(rec["curve"][-1])
+    probed = [p for p in rec["curve"] if "probe_eye" in p]        # the probe hook: every 1000th evaluation
+    assert [p["step"] for p in probed] == [0] and probed[0]["probe_eye"] == 0 and probed[0]["probe_seconds"] > 0
     assert list((out / "mdtv2").glob("step_*.png"))
     # resumable: a second call reuses the finished variants and the calibration
     again = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs")

@@ -116,3 +116,21 @@ def test_widget_figures_are_png_bytes_whatever_the_backend(tmp_path):
     png = figure_to_png(fig)
     plt.close(fig)
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and Image.open(io.BytesIO(png)).size == (100, 50)
+
+
+def test_lesson11_widgets_redraw():
+    """Lesson 11: the inpainting widget (face, hidden region, resamples) and the attention map (token, layer, t)."""
+    from mdt_teach.probe import PROBE_SEED
+    from mdt_teach.viz.probe import attention_widget, inpainting_widget, render_probe_results
+
+    models = {"A": _random_tiny_mdtv2(), "B": build_model("DiT-T/4", depth=2, hidden_size=32, num_heads=2).eval()}
+    faces = smileys_batch(3, seed=PROBE_SEED, meta=True)
+    w = inpainting_widget(models, faces, static=False)
+    assert _moved(w, "region", "cheek") and _moved(w, "face", 2) and _moved(w, "resamples", 1)
+    image, label = faces[0][:1], faces[1][:1]
+    a = attention_widget(models, image, label, token=20, static=False)
+    assert _moved(a, "token", 27) and _moved(a, "layer", 0) and _moved(a, "t", 500)
+    row = {"model": "dit", "steps": 600, "two_eyes": 0.1, "eye": {"completed": 0.2, "completed_ci": [0.1, 0.3]},
+           "attention": {"100": {"other_eye": [0.02, 0.03], "skin": [0.02, 0.02]}}}
+    fig = render_probe_results({"rows": [row, {**row, "steps": 3000}]})
+    assert len(fig.axes) == 3

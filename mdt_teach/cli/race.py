@@ -23,11 +23,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="respacing of the fixed evaluation sampler (default ddim25: ADM's DDIM-style stride)")
     parser.add_argument("--method", default="ddim", choices=METHODS,
                         help="the fixed evaluation sampler (default ddim: deterministic)")
+    parser.add_argument("--probe-every", type=int, default=0,
+                        help="run the missing-eye probe at every k-th evaluation (default 0: never)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Validate every flag before anything is written, then race."""
     variants = parse_variants(args.variants)
+    if args.probe_every < 0:
+        raise ValueError(f"--probe-every must be 0 (never) or a positive number of evaluations, got {args.probe_every}")
     if args.budget <= 0 or args.eval_every <= 0 or args.eval_samples < 2 or args.batch_size <= 0:
         raise ValueError("--budget, --eval-every and --batch-size must be positive and --eval-samples at least 2")
     for flag in ("out", "work"):
@@ -36,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
     space_timesteps(1000, args.sample_steps)
     run_race(Path(args.out), args.budget, args.seed, variants, args.batch_size, args.eval_every,
              args.eval_samples, work=Path(args.work), label=args.label, sample_steps=args.sample_steps,
-             method=args.method)
+             method=args.method, probe_every=args.probe_every)
     return 0

@@ -2,7 +2,8 @@
 check that the figure under the widget is redrawn (opt-in: `make browser-check`, marker `browser`).
 
 For every lesson with a widget (01 forward process, 03 mask explorer, 04 masked-token reconstruction,
-06 optimizer trajectories, 08 training progression live and replayed, 09 guidance): the notebook runs top to bottom with no error output; then, for each slider of each
+06 optimizer trajectories, 08 training progression live and replayed, 09 guidance, 11 inpainting
+and attention): the notebook runs top to bottom with no error output; then, for each slider of each
 widget, the slider's handle is dragged with the mouse (as a learner would) and the test waits until the
 PNG inside the widget's Output differs from the one before. Screenshots of every widget before and after
 each move are saved under a temporary folder whose path is printed (and kept when MDT_BROWSER_SHOTS is
@@ -34,6 +35,7 @@ LESSONS = {  # notebook → number of FigureWidgets it must show (each with at l
     "06_adan.ipynb": 1,                      # optimizer trajectories
     "08_training_race.ipynb": 2,             # training progression: live race, committed race
     "09_sampling_and_cfg.ipynb": 1,          # guidance scale
+    "11_what_masking_teaches.ipynb": 2,      # inpainting, attention map
 }
 RUN_TIMEOUT_S = 300      # one notebook, all cells (lesson 08 trains three small models live)
 CELL_TIMEOUT_S = 180     # one cell (the longest, lesson 08's live race, takes about a minute)

@@ -1,0 +1,137 @@
+"""Lesson 11's widgets: a face with a region hidden and what each model draws there (RePaint), and where a
+token looks (attention of one query token, DiT beside MDTv2 at equal steps).
+
+The computation lives in `mdt_teach.probe` and `mdt_teach.sampling`; this module only draws.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from mdt_teach.data import part_masks
+from mdt_teach.diffusion import GaussianDiffusion
+from mdt_teach.probe import attention_maps, hidden_tokens, mirrored_eye_ok, skin_is_clean
+from mdt_teach.sampling import inpaint, keep_from_tokens
+from mdt_teach.viz import core
+from mdt_teach.viz.images import to_image
+
+
+def _one(faces, i: int):
+    """Face i of (images, labels, meta) as a batch of one."""
+    images, labels, meta = faces
+    return images[i:i + 1], labels[i:i + 1], {k: v[i:i + 1] for k, v in meta.items()}
+
+
+def render_inpainting(face: int, region: str, resamples: int, models: dict, faces, steps: str = "25",
+                      seed: int = 0):
+    """Columns: the face, the face with `region`'s tokens hidden, then each model's completion (RePaint,
+    `resamples` resamplings) titled with the probe's verdict for that face."""
+    image, label, meta = _one(faces, int(face))
+    patch = next(iter(models.values())).patch_size
+    hide, usable = hidden_tokens(meta, region, patch)
+    keep = 1 - keep_from_tokens(torch.from_numpy(hide), patch)                      # (1, 1, H, W)
+    face_px = part_masks(meta)["face"]
+    fig, axes = plt.subplots(1, 2 + len(models), figsize=(2.3 * (2 + len(models)), 2.7))
+    axes[0].imshow(to_image(image[0]), interpolation="nearest")
+    axes[0].set_title(f"face {int(face)}", fontsize=9)
+    axes[1].imshow(to_image((image * keep + 0.2 * (1 - keep))[0]), interpolation="nearest")
+    axes[1].set_title(f"{region} hidden ({int(hide.sum())} tokens)" + ("" if usable[0] else "\n(not a probe face)"),
+                      fontsize=9)
+    for ax, (name, model) in zip(axes[2:], models.items()):
+        done = inpaint(model, image, keep, label, GaussianDiffusion(), steps=steps, jump_length=5,
+                       resamples=int(resamples), generator=torch.Generator().manual_seed(seed)).cpu()
+        ok = bool((mirrored_eye_ok(done, meta) & skin_is_clean(done, keep[:, 0].numpy() < 0.5, face_px))[0])
+        ax.imshow(to_image(done[0]), interpolation="nearest")
+        verdict = ("mirrored eye ✓" if ok else "no mirrored eye ✗") if region == "eye" else \
+                  ("clean, two eyes ✓" if ok else "not a clean two-eyed face ✗")
+        ax.set_title(f"{name}\n{verdict}", fontsize=9)
+    for ax in axes:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def inpainting_widget(models: dict, faces, static: bool | None = None):
+    """A face slider, a region dropdown and a resampling slider redraw `render_inpainting`."""
+    controls = {}
+    if core.widgets is not None:
+        controls["face"] = core.widgets.IntSlider(value=0, min=0, max=len(faces[0]) - 1, description="face",
+                                                  continuous_update=False)
+        controls["region"] = core.widgets.Dropdown(options=["eye", "cheek"], value="eye", description="hide")
+        controls["resamples"] = core.widgets.IntSlider(value=2, min=1, max=5, description="resamples",
+                                                       continuous_update=False)
+    settings = [{"face": 0, "region": "eye", "resamples": 2}, {"face": 0, "region": "cheek", "resamples": 2}]
+    return core.show(render_inpainting, controls, settings, fixed={"models": models, "faces": faces}, static=static)
+
+
+def render_attention(token: int, layer: int, t: int, models: dict, image: torch.Tensor, label: torch.Tensor,
+                     seed: int = 0):
+    """For each model: the face at noise level t, and where query token `token` looks in layer `layer`
+    (attention averaged over heads; the query token outlined)."""
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
+    tt = torch.tensor([int(t)])
+    x_t = GaussianDiffusion().q_sample(image, tt, noise)
+    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.3), squeeze=False)
+    for ax, (name, model) in zip(axes[0], models.items()):
+        w = attention_maps(model.eval(), x_t, tt, label)                             # (L, 1, H, N, N)
+        depth = w.shape[0]
+        row = w[min(int(layer), depth - 1), 0, :, int(token)].mean(0)               # (N,) over heads
+        g = int(round(row.numel() ** 0.5))
+        ax.imshow(to_image(image[0]), interpolation="nearest")
+        size = image.shape[-1]
+        ax.imshow(row.view(g, g).numpy(), cmap="magma", alpha=0.65, extent=(-0.5, size - 0.5, size - 0.5, -0.5),
+                  vmin=0, vmax=float(row.max()))
+        r, c = divmod(int(token), g)
+        p = size / g
+        ax.add_patch(plt.Rectangle((c * p - 0.5, r * p - 0.5), p, p, fill=False, edgecolor="cyan", linewidth=2))
+        ax.set_title(f"{name}: layer {min(int(layer), depth - 1)} of {depth}, t = {int(t)}", fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def attention_widget(models: dict, image: torch.Tensor, label: torch.Tensor, token: int = 21,
+                     static: bool | None = None):
+    """Token, layer and t sliders redraw `render_attention` (DiT and MDTv2 side by side)."""
+    depth = max(sum(1 for m in model.modules() if type(m).__name__ == "Attention") for model in models.values())
+    n_tokens = (image.shape[-1] // next(iter(models.values())).patch_size) ** 2
+    controls = {}
+    if core.widgets is not None:
+        controls["token"] = core.widgets.IntSlider(value=token, min=0, max=n_tokens - 1, description="token",
+                                                   continuous_update=False)
+        controls["layer"] = core.widgets.IntSlider(value=depth - 1, min=0, max=depth - 1, description="layer",
+                                                   continuous_update=False)
+        controls["t"] = core.widgets.IntSlider(value=100, min=0, max=900, step=100, description="t",
+                                               continuous_update=False)
+    settings = [{"token": token, "layer": 0, "t": 100}, {"token": token, "layer": depth - 1, "t": 100}]
+    return core.show(render_attention, controls, settings,
+                     fixed={"models": models, "image": image, "label": label}, static=static)
+
+
+def render_probe_results(results: dict):
+    """Lesson 11's cited result: per model and stage, the missing-eye probe (with its 95% interval) beside
+    the two-eyes score of free samples, and the eye-to-eye attention against skin."""
+    rows = results["rows"]
+    names = list(dict.fromkeys(r["model"] for r in rows))
+    colors = dict(zip(names, ["tab:gray", "tab:orange", "tab:blue"]))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for name in names:
+        rs = [r for r in rows if r["model"] == name]
+        steps = [r["steps"] for r in rs]
+        eye = np.array([r["eye"]["completed"] for r in rs])
+        lo = eye - np.array([r["eye"]["completed_ci"][0] for r in rs])
+        hi = np.array([r["eye"]["completed_ci"][1] for r in rs]) - eye
+        axes[0].errorbar(steps, eye, yerr=[lo, hi], marker="o", capsize=3, color=colors[name], label=name)
+        axes[1].plot(steps, [r["two_eyes"] for r in rs], marker="s", color=colors[name], label=name)
+        ratio = [np.mean(r["attention"]["100"]["other_eye"]) / np.mean(r["attention"]["100"]["skin"]) for r in rs]
+        axes[2].plot(steps, ratio, marker="^", color=colors[name], label=name)
+    axes[0].set(title="missing-eye probe: mirrored eye drawn", xlabel="training steps", ylim=(0, 1.05))
+    axes[1].set(title="two-eyes score of free samples", xlabel="training steps", ylim=(0, 1.05))
+    axes[2].set(title="attention left eye → right eye / → skin\n(per token, mean over layers, t = 100)",
+                xlabel="training steps")
+    axes[2].axhline(1.0, color="grey", lw=0.6, ls="--")
+    for ax in axes:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
