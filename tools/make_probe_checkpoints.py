@@ -1,10 +1,10 @@
 """Train the three small models lesson 11 compares — DiT, MDTv2 and MDTv2 with mask ratio 0, same width,
 depth, data order and seed — and keep each one's EMA weights at equal steps (float16, data/probe/).
 
-    python tools/make_probe_checkpoints.py [--stages 800,2400] [--threads 2]
+    python tools/make_probe_checkpoints.py [--stages 600,3000] [--threads 2]
 
 Each model trains once with the project's Trainer (the tiny recipe: AdamW, lr 1e-3 for DiT and 2e-3 for
-MDTv2, EMA 0.999 with warm-up) at a reduced size (depth 4, width 96: about 0.5 of the tiny preset's
+MDTv2, EMA 0.999 with warm-up) at a reduced size (depth 4, width 96: about 0.4 of the tiny presets'
 parameters) so that all checkpoints together stay small; a hook saves the EMA at every stage. Runs go to
 a temporary folder; only the checkpoints and data/probe/index.json (steps, training seconds) are kept.
 """
@@ -31,7 +31,7 @@ MODELS = {  # name → (preset, model_args on top of SIZE)
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stages", default="800,2400", help="steps at which the EMA is kept")
+    parser.add_argument("--stages", default="600,3000", help="steps at which the EMA is kept (committed: 600, 3000)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--out", default=str(ROOT / "data" / "probe"))

@@ -94,7 +94,8 @@ def render_attention(token: int, layer: int, t: int, models: dict, image: torch.
 def attention_widget(models: dict, image: torch.Tensor, label: torch.Tensor, token: int = 21,
                      static: bool | None = None):
     """Token, layer and t sliders redraw `render_attention` (DiT and MDTv2 side by side)."""
-    depth = max(sum(1 for m in model.modules() if type(m).__name__ == "Attention") for model in models.values())
+    t0 = torch.tensor([100])
+    depth = min(attention_maps(model.eval(), image, t0, label).shape[0] for model in models.values())   # layers run
     n_tokens = (image.shape[-1] // next(iter(models.values())).patch_size) ** 2
     controls = {}
     if core.widgets is not None:
