@@ -111,7 +111,8 @@ def load_reference_stats(npz_path) -> tuple[np.ndarray, np.ndarray]:
                                 "the openai/guided-diffusion evaluations page")
     with np.load(path) as ref:
         if "mu" not in ref or "sigma" not in ref:
-            raise ValueError(f"{path} has no 'mu'/'sigma' arrays; pass an ADM reference batch such as {ADM_REFERENCE_BATCH}")
+            raise ValueError(f"{path} has no 'mu'/'sigma' arrays; pass an ADM reference batch such as "
+                             f"{ADM_REFERENCE_BATCH}")
         return ref["mu"], ref["sigma"]
 
 

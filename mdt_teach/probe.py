@@ -139,7 +139,8 @@ def dark_blob_in(images, region: np.ndarray, face: np.ndarray) -> np.ndarray:
 
 def skin_is_clean(images, region: np.ndarray, face: np.ndarray, tol: float = SKIN_TOL) -> np.ndarray:
     """(n,) bool: the drawn region's pixels that are neither eye-dark nor next to such a pixel (an eye's
-    anti-aliased rim) nor on the face's own rim are skin — at most 10% of them differ from the face's median colour by more than
+    anti-aliased rim) nor on the face's own rim are skin — at most 10% of them differ from the face's median
+    colour by more than
     `tol` in any channel. (Noise drawn where the eye was can make a
     dark blob at the right place; it cannot make clean skin around it.)"""
     x, lum = _luminance(images)
@@ -150,7 +151,9 @@ def skin_is_clean(images, region: np.ndarray, face: np.ndarray, tol: float = SKI
         colour = np.median(x[k][:, skin & (lum[k] >= median - DARK_DROP)], axis=1)      # (3,)
         dark = lum[k] < median - DARK_DROP
         near = dark | np.roll(dark, 1, 0) | np.roll(dark, -1, 0) | np.roll(dark, 1, 1) | np.roll(dark, -1, 1)
-        inner = face[k] & np.roll(face[k], 1, 0) & np.roll(face[k], -1, 0) & np.roll(face[k], 1, 1) & np.roll(face[k], -1, 1)
+        inner = face[k].copy()                                               # the face eroded by one pixel
+        for shift, axis in ((1, 0), (-1, 0), (1, 1), (-1, 1)):
+            inner &= np.roll(face[k], shift, axis)
         drawn = region[k] & ~near & inner                                    # skin: not an eye's rim, not the face's
         off = (np.abs(x[k][:, drawn] - colour[:, None]) > tol).any(0)
         out[k] = drawn.any() and off.mean() <= 0.10

@@ -79,8 +79,9 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
     two = tmp_path / "two"
     args = ["--profile", "full", "--data", str(cache), "--model", "MDTv2-T/4",
             *sum((["--model-arg", f"{k}={v}"] for k, v in MODEL.items()), []),
-            "--batch-size", "8", "--steps", str(STEPS), "--ckpt-every", "100", "--max-grad-norm", "0.05", "--opt", "adan",
-            "--eval-samples", "0", "--grid-samples", "0", "--no-progress", "--threads", "1", "--zero", "--out", str(two)]
+            "--batch-size", "8", "--steps", str(STEPS), "--ckpt-every", "100", "--max-grad-norm", "0.05",
+            "--opt", "adan", "--eval-samples", "0", "--grid-samples", "0", "--no-progress", "--threads", "1",
+            "--zero", "--out", str(two)]
     out = _torchrun("train", *args)
     assert "global batch 8 (2 process(es))" in out
     stage("3a torchrun x 2 train")
@@ -109,7 +110,8 @@ def test_paper_path_rehearsal_on_cpu(tmp_path, capsys):
     # 4. sample-fid with torchrun × 2: one .npz in the official layout, equal to a 1-process run
     ckpt = list_checkpoints(two)[-1]
     samples = tmp_path / "samples"
-    out = _torchrun("sample-fid", "--ckpt", str(ckpt), "--out", str(samples), "--num-samples", "10", "--shard-size", "3",
+    out = _torchrun("sample-fid", "--ckpt", str(ckpt), "--out", str(samples), "--num-samples", "10",
+                    "--shard-size", "3",
                     "--steps", "4", "--vae-decoder", "tiny", "--no-progress")
     npz = samples / "samples_10x32x32x3.npz"
     assert f"→ {npz}" in out

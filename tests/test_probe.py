@@ -131,7 +131,8 @@ def test_inpaint_and_probe_cli(tmp_path, monkeypatch, capsys):
     Image.fromarray(mask).save(tmp_path / "mask.png")
     assert main(["inpaint", "--ckpt", "official.pt", "--image", "face.png", "--hide", "mask.png", "--steps", "4",
                  "--resamples", "1", "--out", "o.png"]) == 0
-    assert "64 of 1024 pixels redrawn" in capsys.readouterr().out and Image.open("o.png").size == (4 * (3 * 33 + 1), 4 * 34)   # shown at 4×
+    assert "64 of 1024 pixels redrawn" in capsys.readouterr().out
+    assert Image.open("o.png").size == (4 * (3 * 33 + 1), 4 * 34)   # image, mask, result, shown at 4×
     assert main(["inpaint", "--ckpt", "official.pt", "--image", "face.png", "--hide-tokens", "9,10", "--steps", "4",
                  "--out", "p.png"]) == 0
     assert "32 of 1024 pixels redrawn" in capsys.readouterr().out

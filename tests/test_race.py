@@ -100,3 +100,21 @@ def test_kill_9_of_mdt_teach_race_then_the_same_command_continues_it(tmp_path):
     assert strip(cut["curve"]) == strip(full["curve"])         # the same scores at every evaluation
     assert [p["step"] for p in cut["curve"]] == list(range(0, 41, 4))
     assert not (tmp_path / "cut" / "dit" / "curve_partial.json").exists()
+
+
+def test_learning_rate_sweep_picks_by_its_declared_rule(tmp_path, monkeypatch):
+    """Three learning rates per (model, optimizer), one budget; the winner is the lowest final FD (ties: two-eyes)."""
+    import mdt_teach.sweep as sweep
+
+    monkeypatch.setattr(sweep, "SWEEP", {("DiT-T/4", "adamw"): (1e-3, 3e-3)})
+    small = {"depth": 2, "hidden_size": 32, "num_heads": 2}
+    summary = sweep.run_sweep(tmp_path / "race", budget=0.01, batch_size=8, n=16, work=tmp_path / "runs",
+                              model_args=small)
+    group = summary["groups"]["DiT-T/4 adamw"]
+    assert [r["lr"] for r in group["runs"]] == [1e-3, 3e-3] and group["steps"] >= 1
+    best = min(group["runs"], key=lambda r: r["fd_smileys"])
+    assert group["winner_lr"] == best["lr"] or abs(group["runs"][0]["fd_smileys"] - best["fd_smileys"]) <= sweep.TIE
+    assert summary["rule"] == sweep.SWEEP_RULE and (tmp_path / "race" / "sweep" / "summary.json").exists()
+    rec = lambda lr, fd, two: {"lr": lr, "curve": [{"fd_smileys": fd, "two_eyes": two}]}   # noqa: E731
+    assert sweep.winner([rec(1e-3, 10.0, 0.1), rec(2e-3, 10.3, 0.2), rec(4e-3, 12.0, 0.9)])["lr"] == 2e-3
+    assert sweep.winner([rec(1e-3, 10.0, 0.2), rec(2e-3, 10.3, 0.2)])["lr"] == 1e-3

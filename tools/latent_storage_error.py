@@ -2,7 +2,8 @@
 posterior mean and std, measured on real photographs (scikit-learn's two bundled sample photos, both
 orientations, ADM centre crop) encoded by a VAE.
 
-    python tools/latent_storage_error.py [--vae stabilityai/sd-vae-ft-mse] [--image-size 256] [--out data/latent_storage_error.json]
+    python tools/latent_storage_error.py [--vae stabilityai/sd-vae-ft-mse] [--image-size 256]
+                                         [--out data/latent_storage_error.json]
 
 The error is reported two ways: relative to the latents' RMS (how much of the signal is lost) and relative
 to the posterior std (how it compares with the noise every training read adds when it samples the

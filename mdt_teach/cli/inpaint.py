@@ -34,7 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cfg", type=float, default=1.0, help="guidance scale (default 1: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--vae", default=DEFAULT_VAE, help="latent models: the encoder's VAE (hub id, folder, tiny)")
-    parser.add_argument("--vae-decoder", default="mse", help=f"latent models: {' | '.join(VAE_DECODERS)} | folder | tiny")
+    parser.add_argument("--vae-decoder", default="mse",
+                        help=f"latent models: {' | '.join(VAE_DECODERS)} | folder | tiny")
     parser.add_argument("--out", default="inpainted.png", help="output PNG: the image, its mask, the result")
 
 

@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..race import VARIANTS, parse_variants, run_race
+from ..sweep import run_sweep
 from ..sampling import METHODS, space_timesteps
 
 
@@ -23,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="respacing of the fixed evaluation sampler (default ddim25: ADM's DDIM-style stride)")
     parser.add_argument("--method", default="ddim", choices=METHODS,
                         help="the fixed evaluation sampler (default ddim: deterministic)")
+    parser.add_argument("--sweep", action="store_true",
+                        help="instead of racing: the learning-rate sweep that picks each contestant's lr "
+                             "(sweep.SWEEP_RULE; --budget minutes per run, results under OUT/sweep)")
     parser.add_argument("--probe-every", type=int, default=0,
                         help="run the missing-eye probe at every k-th evaluation (default 0: never)")
 
@@ -38,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
         if Path(getattr(args, flag)).is_file():
             raise ValueError(f"--{flag} {getattr(args, flag)} is a file; name a folder")
     space_timesteps(1000, args.sample_steps)
+    if args.sweep:
+        run_sweep(Path(args.out), args.budget, args.seed, args.batch_size, args.eval_samples, Path(args.work),
+                  args.sample_steps, args.method)
+        return 0
     run_race(Path(args.out), args.budget, args.seed, variants, args.batch_size, args.eval_every,
              args.eval_samples, work=Path(args.work), label=args.label, sample_steps=args.sample_steps,
              method=args.method, probe_every=args.probe_every)

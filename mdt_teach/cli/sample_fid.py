@@ -26,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--steps", default=fid["steps"], help=f"respacing (default {fid['steps']})")
     parser.add_argument("--method", default=fid["method"], choices=METHODS, help="sampler (default ddpm)")
-    parser.add_argument("--cfg", type=float, default=fid["cfg_scale"], help=f"guidance scale (default {fid['cfg_scale']})")
+    parser.add_argument("--cfg", type=float, default=fid["cfg_scale"],
+                        help=f"guidance scale (default {fid['cfg_scale']})")
     parser.add_argument("--scale-pow", type=float, default=None,
                         help="guidance schedule power (default: 4 for MDT, 0 = constant for DiT)")
     parser.add_argument("--vae-decoder", default=fid["vae_decoder"], help="latent models: ema | mse | a folder | tiny "
@@ -50,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
                                vae_decoder=args.vae_decoder, shard_size=args.shard_size)
         path = sample_for_fid(model, settings, args.out, dist, progress=not args.no_progress)
         if path is not None:
-            print(f"{info}: {args.num_samples} samples ({args.method} {args.steps} steps, cfg {args.cfg:g}, pow {scale_pow:g}) "
+            print(f"{info}: {args.num_samples} samples ({args.method} {args.steps} steps, cfg {args.cfg:g}, "
+                  f"pow {scale_pow:g}) "
                   f"→ {path}")
     finally:
         if torch_dist.is_initialized():

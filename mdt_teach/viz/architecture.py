@@ -2,10 +2,10 @@
 
 Each model is one row read left to right, as a token sequence flows through it:
 
-    DiT     x_t → patchify + pos → DiT blocks ×N                                        → final layer → ε̂, Σ
-    MDT v1  x_t → patchify + pos → mask → encoder ×(N−dl) → side-interpolater → decoder ×dl → final layer
-    MDTv2   x_t → patchify + pos → mask → encoder in ×h ⇢ out ×h → side-interpolater → decoder ×dl → final layer
-                                   (long skips in → out; the dense shortcut feeds h0 to every decoder block)
+    DiT     x_t → patchify + pos → DiT blocks ×N                                   → final layer → ε̂, Σ
+    MDT v1  x_t → patchify + pos → mask → encoder ×(N−dl) → side-interp. → decoder ×dl → final layer
+    MDTv2   x_t → patchify + pos → mask → enc. in ×h ⇢ out ×h → side-interp. → decoder ×dl → final layer
+                                   (long skips in → out; the dense shortcut: h0 to every decoder block)
 
 Dashed pieces run only in the masked training pass (sampling adds the decoder's position embedding
 instead of the side-interpolater). Block counts default to the XL/2 models of the official scripts

@@ -1,0 +1,85 @@
+"""The race's learning-rate sweep: every contestant gets its best lr by one rule, declared before it runs.
+
+A race is only fair when each model trains at a learning rate that suits it. The sweep trains each
+(model, optimizer) group at three learning rates for the same short budget — equal steps within a
+group (one preset, one speed), equal calibrated wall-clock across groups — on the same data order and
+seed, and scores each run's EMA model once at the end with the race's fixed sampler and noise.
+
+    SWEEP_RULE: the lowest FD-smileys of the final evaluation wins; a tie (within 0.5) goes to the
+    higher two-eyes score, then to the smaller lr.
+
+The rule uses FD-smileys because after a few minutes DiT draws two eyes on ~1% of samples, so the
+two-eyes score cannot rank its learning rates; FD responds earlier. Results: `<out>/sweep/<run>.json`
+(resumable: a finished run is skipped) and `<out>/sweep/summary.json` (every run, the winners, the rule).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .checkpoint import write_json
+from .race import Variant, calibrate, run_variant
+
+SWEEP = {  # (preset, optimizer) → the learning rates tried; the tiny recipe supplies everything else
+    ("DiT-T/4", "adamw"): (5e-4, 1e-3, 2e-3),
+    ("MDTv2-T/4", "adamw"): (1e-3, 2e-3, 4e-3),
+    ("MDTv2-T/4", "adan"): (5e-4, 1e-3, 2e-3),
+}
+SWEEP_RULE = ("lowest FD-smileys of the final evaluation (EMA model, fixed sampler and noise); within 0.5 "
+              "the higher two-eyes score, then the smaller lr")
+TIE = 0.5
+
+
+def sweep_variants(model_args: dict | None = None) -> dict[tuple, list[Variant]]:
+    """The sweep's runs, grouped by (preset, optimizer)."""
+    extra = {"model_args": dict(model_args)} if model_args else {}
+    return {(model, opt): [Variant(f"{model.split('-')[0].lower()}_{opt}_lr{lr:g}", model,
+                                   f"{model} {opt} lr {lr:g}", "learning-rate sweep", {"opt": opt, "lr": lr, **extra})
+                           for lr in lrs]
+            for (model, opt), lrs in SWEEP.items()}
+
+
+def winner(records: list[dict]) -> dict:
+    """The run SWEEP_RULE picks among one group's records."""
+    final = lambda r: r["curve"][-1]                                                   # noqa: E731
+    best_fd = min(final(r)["fd_smileys"] for r in records)
+    close = [r for r in records if final(r)["fd_smileys"] <= best_fd + TIE]
+    return min(close, key=lambda r: (-final(r)["two_eyes"], r["lr"]))
+
+
+def run_sweep(out: Path, budget: float, seed: int = 0, batch_size: int = 32, n: int = 256,
+              work: Path = Path("runs/race"), sample_steps: str = "ddim25", method: str = "ddim",
+              model_args: dict | None = None) -> dict:
+    """Run every sweep run not finished yet in `out/sweep`, then write and return its summary."""
+    folder = out / "sweep"
+    folder.mkdir(parents=True, exist_ok=True)
+    groups = sweep_variants(model_args)
+    cal_path = folder / "calibration.json"
+    if cal_path.exists():
+        per_step = json.loads(cal_path.read_text())
+    else:
+        firsts = {f"{model} {opt}": runs[0] for (model, opt), runs in groups.items()}
+        timed = calibrate(list(firsts.values()), work / "sweep", seed, batch_size)
+        per_step = {group: timed[v.name] for group, v in firsts.items()}   # seconds per step of each group
+        write_json(cal_path, per_step)
+    summary = {"rule": SWEEP_RULE, "budget_minutes": budget, "seed": seed, "batch_size": batch_size,
+               "eval_samples": n, "sampler": f"{method} {sample_steps}", "groups": {}}
+    for (model, opt), runs in groups.items():
+        steps = max(1, int(60 * budget / per_step[f"{model} {opt}"]))
+        records = []
+        for v in runs:
+            done = folder / f"{v.name}.json"
+            if done.exists():
+                records.append(json.loads(done.read_text()))
+                continue
+            print(f"sweep: {v.label}, {steps} steps", flush=True)
+            records.append(run_variant(v, folder, work / "sweep", steps, seed, batch_size, steps, n,
+                                       sample_steps, method))
+        best = winner(records)
+        summary["groups"][f"{model} {opt}"] = {
+            "steps": steps, "winner_lr": best["lr"],
+            "runs": [{"lr": r["lr"], "fd_smileys": r["curve"][-1]["fd_smileys"],
+                      "two_eyes": r["curve"][-1]["two_eyes"]} for r in records]}
+        print(f"sweep: {model} {opt} → lr {best['lr']:g}", flush=True)
+    write_json(folder / "summary.json", summary)
+    return summary
