@@ -43,7 +43,7 @@ run = mdt_teach.setup()
 # `tools/make_probe_checkpoints.py` trained three small models for 3,000 steps each on the same smileys
 # stream with the same seed — DiT, MDTv2, and MDTv2 with mask ratio 0 (same architecture and two passes,
 # but nothing hidden: it isolates masking) — at depth 4 and width 96, and kept each one's EMA weights
-# at 600, 1,500 and 3,000 steps under `data/probe/`. The probe's faces come from a world no model
+# at 600 and 3,000 steps under `data/probe/`. The probe's faces come from a world no model
 # trained on.
 
 # %%
