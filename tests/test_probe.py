@@ -140,9 +140,13 @@ def test_inpaint_and_probe_cli(tmp_path, monkeypatch, capsys):
                  "--out", "q.png"]) == 2
     assert "--hide-tokens must lie in 0..63" in capsys.readouterr().err
     assert main(["probe", "--ckpt", "official.pt", "--n", "16", "--steps", "3", "--resamples", "1",
-                 "--regions", "eye,none", "--json", "probe.json"]) == 0
+                 "--regions", "eye,none", "--attention", "--json", "probe.json"]) == 0
     out = capsys.readouterr().out
     assert "eye " in out and "none" in out and (tmp_path / "probe.json").exists()
+    assert "attention at t=100: left eye → right eye per token" in out          # one value per layer (2 here)
+    import json
+    record = json.loads((tmp_path / "probe.json").read_text())
+    assert len(record["attention"]["400"]["other_eye"]) == 2 and set(record["regions"]) == {"eye", "none"}
     assert main(["probe", "--ckpt", "official.pt", "--regions", "nose"]) == 2
 
 
