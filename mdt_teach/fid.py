@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .metrics import frechet_distance, gaussian_stats, smiley_features
+from .sampling import to_uint8
 
 ADM_REFERENCE_BATCH = "VIRTUAL_imagenet256_labeled.npz"
 FEATURES = ("inception", "smileys")
@@ -53,9 +54,7 @@ def inception_features(uint8_nhwc: np.ndarray, batch_size: int = 100, device: st
 def inception_fid_stats(images, batch_size: int = 100, device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(mu, sigma) of Inception features of images (N, 3, H, W) in [-1, 1], converted to uint8 as the
     official sampler does (truncation)."""
-    x = torch.as_tensor(images).float()
-    u8 = ((x + 1) * 127.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    return gaussian_stats(inception_features(u8, batch_size, device))
+    return gaussian_stats(inception_features(to_uint8(torch.as_tensor(images)).numpy(), batch_size, device))
 
 
 def _smiley_features(uint8_nhwc: np.ndarray, batch_size: int = 500, device: str = "cpu") -> np.ndarray:

@@ -160,6 +160,14 @@ def skin_is_clean(images, region: np.ndarray, face: np.ndarray, tol: float = SKI
     return out
 
 
+def completed(done, meta: dict, keep: torch.Tensor) -> np.ndarray:
+    """(n,) bool: the probe's verdict on completed faces — a mirrored eye (`mirrored_eye_ok`) and clean skin
+    wherever `keep` (n, 1, H, W) let the model draw (nothing to check where nothing was drawn)."""
+    drawn = keep[:, 0].numpy() < 0.5
+    clean = skin_is_clean(done, drawn, part_masks(meta, done.shape[-1])["face"]) | ~drawn.any((1, 2))
+    return mirrored_eye_ok(done, meta) & clean
+
+
 @dataclass
 class ProbeResult:
     """Rates over the usable faces of one probe run, each with its 95% Wilson interval."""
@@ -196,11 +204,8 @@ def missing_eye_probe(model, region: str = "eye", n: int = 64, steps="50", jump_
         gen = torch.Generator().manual_seed(seed)
         done = inpaint(model, images, keep, labels, diffusion or GaussianDiffusion(), steps=steps,
                        jump_length=jump_length, resamples=resamples, generator=gen).cpu()
-    face, drawn = part_masks(meta, images.shape[-1])["face"], keep[:, 0].numpy() < 0.5
-    ok = mirrored_eye_ok(done, meta)
-    if region != "none":
-        ok = ok & skin_is_clean(done, drawn, face)
-    blob = dark_blob_in(done, drawn, face)
+    ok = completed(done, meta, keep)
+    blob = dark_blob_in(done, keep[:, 0].numpy() < 0.5, part_masks(meta, images.shape[-1])["face"])
     k = len(done)
     return ProbeResult(region, k, float(ok.mean()) if k else 0.0, wilson_interval(int(ok.sum()), k),
                        float(blob.mean()) if k else 0.0, wilson_interval(int(blob.sum()), k), done, keep)

@@ -9,9 +9,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mdt_teach.data import part_masks
 from mdt_teach.diffusion import GaussianDiffusion
-from mdt_teach.probe import attention_maps, hidden_tokens, mirrored_eye_ok, skin_is_clean
+from mdt_teach.probe import attention_maps, completed, hidden_tokens
 from mdt_teach.sampling import inpaint, keep_from_tokens
 from mdt_teach.viz import core
 from mdt_teach.viz.images import to_image
@@ -31,7 +30,6 @@ def render_inpainting(face: int, region: str, resamples: int, models: dict, face
     patch = next(iter(models.values())).patch_size
     hide, usable = hidden_tokens(meta, region, patch)
     keep = 1 - keep_from_tokens(torch.from_numpy(hide), patch)                      # (1, 1, H, W)
-    face_px = part_masks(meta)["face"]
     fig, axes = plt.subplots(1, 2 + len(models), figsize=(2.3 * (2 + len(models)), 2.7))
     axes[0].imshow(to_image(image[0]), interpolation="nearest")
     axes[0].set_title(f"face {int(face)}", fontsize=9)
@@ -41,7 +39,7 @@ def render_inpainting(face: int, region: str, resamples: int, models: dict, face
     for ax, (name, model) in zip(axes[2:], models.items()):
         done = inpaint(model, image, keep, label, GaussianDiffusion(), steps=steps, jump_length=5,
                        resamples=int(resamples), generator=torch.Generator().manual_seed(seed)).cpu()
-        ok = bool((mirrored_eye_ok(done, meta) & skin_is_clean(done, keep[:, 0].numpy() < 0.5, face_px))[0])
+        ok = bool(completed(done, meta, keep)[0])
         ax.imshow(to_image(done[0]), interpolation="nearest")
         verdict = ("mirrored eye ✓" if ok else "no mirrored eye ✗") if region == "eye" else \
                   ("clean, two eyes ✓" if ok else "not a clean two-eyed face ✗")
