@@ -48,6 +48,12 @@ def _as_unit_images(images) -> np.ndarray:
     return np.clip((x + 1.0) / 2.0, 0.0, 1.0)
 
 
+def unit_images_and_luminance(images) -> tuple[np.ndarray, np.ndarray]:
+    """Images in [-1, 1] → ((N, 3, H, W) in [0, 1], luminance (N, H, W)): what the checker looks at."""
+    x = _as_unit_images(images)
+    return x, np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))
+
+
 def _label_batch(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
     """Connected components of every image of a (N, H, W) mask at once (never across images)."""
     stacked = np.zeros((3, 3, 3), bool)
@@ -232,14 +238,13 @@ def _face_luminance_median(lum: np.ndarray, face: np.ndarray) -> np.ndarray:
 
 def two_eyes(images, labels=None) -> TwoEyesResult:
     """Check each image for one face with exactly two symmetric eyes at one height and a mouth below."""
-    x = _as_unit_images(images)                                      # (N, 3, H, W) in [0, 1]
+    x, lum = unit_images_and_luminance(images)                       # (N, 3, H, W) in [0, 1], (N, H, W)
     n = len(x)
     border = np.concatenate([x[:, :, 0], x[:, :, -1], x[:, :, :, 0], x[:, :, :, -1]], axis=2)
     background = np.median(border, axis=2)                           # (N, 3)
     fg = np.abs(x - background[:, :, None, None]).max(1) > FG_THRESHOLD  # (N, H, W)
     face = _largest_component(fg)
     area, cx, cy, radius = _face_geometry(face)
-    lum = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))  # (N, H, W)
     median = _face_luminance_median(lum, face)
     checks = _face_checks(x, lum, median, face, area, cx, cy, radius)
     face_found = checks["size"] & checks["round"] & checks["color"]

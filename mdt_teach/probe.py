@@ -31,7 +31,7 @@ import torch
 from .data import part_masks, smileys_batch
 from .diffusion import GaussianDiffusion
 from .layers import Attention, explicit_attention
-from .metrics import DARK_DROP, MIN_BLOB, TOL_PX, two_eyes
+from .metrics import DARK_DROP, MIN_BLOB, TOL_PX, two_eyes, unit_images_and_luminance
 from .sampling import inpaint, keep_from_tokens
 
 PROBE_SEED = 2_000_003    # the held-out world of the probe's faces (no training run, no FD reference uses it)
@@ -122,16 +122,10 @@ def mirrored_eye_ok(images, meta: dict) -> np.ndarray:
         return r.face_found & (r.eye_count == 2) & r.symmetric & r.same_height & (distance <= TOL_PX)
 
 
-def _luminance(images) -> tuple[np.ndarray, np.ndarray]:
-    """Images in [-1, 1] → ((n, 3, H, W) in [0, 1], luminance (n, H, W))."""
-    x = (torch.as_tensor(images).float().clamp(-1, 1).numpy() + 1) / 2
-    return x, np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), x, axes=([0], [1]))
-
-
 def dark_blob_in(images, region: np.ndarray, face: np.ndarray) -> np.ndarray:
     """(n,) bool: at least MIN_BLOB pixels inside `region` (n, H, W) are eye-dark — luminance more than
     DARK_DROP below the median of the face's pixels `face` (n, H, W), the checker's own rule for eyes."""
-    _, lum = _luminance(images)
+    _, lum = unit_images_and_luminance(images)
     face_median = np.array([np.median(l[f]) for l, f in zip(lum, face)])
     dark = lum < (face_median - DARK_DROP)[:, None, None]
     return (dark & region).sum((1, 2)) >= MIN_BLOB
@@ -143,7 +137,7 @@ def skin_is_clean(images, region: np.ndarray, face: np.ndarray, tol: float = SKI
     colour by more than
     `tol` in any channel. (Noise drawn where the eye was can make a
     dark blob at the right place; it cannot make clean skin around it.)"""
-    x, lum = _luminance(images)
+    x, lum = unit_images_and_luminance(images)
     out = np.zeros(len(x), bool)
     for k in range(len(x)):
         skin = face[k] & ~region[k]
