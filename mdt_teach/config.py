@@ -101,6 +101,12 @@ def decide(profile: str | None, caps: Capabilities, seed: int = 0, env: dict | N
                      threads=threads, seed=seed, banner=banner, **sizes)
 
 
+def wait_for(device) -> None:
+    """Block until every kernel queued on `device` has finished (a GPU runs asynchronously; timing needs this)."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def seed_everything(seed: int) -> None:
     """Seed python, numpy and torch (all devices) with one number."""
     random.seed(seed)

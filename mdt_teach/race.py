@@ -1,11 +1,16 @@
-"""`mdt-teach race`: DiT vs MDT vs MDTv2 on smileys with equal budgets, plus the ablations that isolate
-each MDTv2 ingredient (masking, Adan, Min-SNR). Every variant trains the tiny preset (same width and
-depth), on the same data order with the same seed, and is evaluated at fixed step intervals with a fixed
-sampler and fixed noise: two-eyes score, its funnel, and FD-smileys. The results (JSON curves, small
-sample grids, summary.json with the speed-ups at equal steps and equal wall-clock) go to `data/race/`.
+"""`mdt-teach race`: DiT vs MDT vs MDTv2 on smileys at equal calibrated wall-clock, plus the ablations that
+isolate each MDTv2 ingredient (masking, Adan, Min-SNR), over several seeds.
 
-The race can be stopped and continued: a finished variant is a file `<out>/<variant>.json` that the race
-skips; an unfinished one resumes from its checkpoint under `work/` with its curve so far (`curve_partial.json`).
+Every contestant trains the tiny preset (same width and depth) at the learning rate the sweep chose for it
+(`sweep.py`, rule declared there), on the data order of its seed, for the same calibrated budget: each
+variant's seconds per step are timed round-robin in one process, and a budget of B minutes is B·60 / (s/step)
+steps, so the machine's load cannot favour anyone. Along the way (every `eval_minutes` of calibrated time)
+the EMA model draws `n` samples from fixed noise with a fixed sampler: two-eyes and its funnel, FD-smileys,
+and at some evaluations the missing-eye probe; at the end `n_final` samples and a larger probe.
+
+The race can be stopped and continued: each finished (variant, seed) is a file `<out>/<variant>_seed<S>.json`
+that the race skips; an unfinished one resumes from its checkpoint under `work/` with its curve so far
+(`curve_partial.json`). The targets table is `race_summary.py`.
 """
 from __future__ import annotations
 
@@ -17,9 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import detect_capabilities, wait_for
 from .checkpoint import list_checkpoints, read_checkpoint, latest_checkpoint, write_json
 from .metrics import score_smileys
-from .probe import missing_eye_probe
+from .probe import missing_eye_probe, wilson_interval
+from .race_summary import format_table, summarize
 from .recipe import TrainConfig
 from .sampling import generate
 from .train import Trainer
@@ -28,29 +35,38 @@ from .viz.images import save_grid
 
 @dataclass(frozen=True)
 class Variant:
-    """One contestant: a tiny preset and the recipe changes that make it."""
+    """One contestant: a tiny preset, the recipe changes that make it, and the seeds it races with."""
 
     name: str
     model: str
     label: str
     isolates: str
     overrides: dict = field(default_factory=dict)
+    seeds: tuple = (0,)
 
 
-# The race pins its optimizers (the committed results were made with these): MDTv2 with Adan at the toy
-# lr 1e-3, and the Adan → AdamW ablation at the same lr (the trainer's tiny MDTv2 default is AdamW 2e-3).
-PROBE_FACES = 64   # faces drawn for the race's probe hook (about 28 are usable for the eye region)
-ADAN_TINY = dict(opt="adan", lr=1e-3)
-ADAMW_TINY = dict(opt="adamw", lr=1e-3, betas=(0.9, 0.99), max_grad_norm=0.0)
+# The winners of the committed sweep (data/race/cpu/sweep/summary.json; a test holds these to it). Adan's
+# winner sits at the top of its grid after the rule's two extensions (FD 44.9 at 8e-3, 47.7 at 4e-3). MDT v1
+# was not swept: it trains at MDTv2's AdamW lr, the closest recipe (same optimizer, same two passes).
+SWEPT_LR = {"DiT-T/4 adamw": 2e-3, "MDTv2-T/4 adamw": 2e-3, "MDTv2-T/4 adan": 8e-3}
+SEEDS = (0, 1, 2)    # the three contestants the conclusion rests on; the other variants race seed 0
+PROBE_FACES = 64     # faces for the probe along the way (about 28 are usable for the eye region)
+FINAL_PROBE_FACES = 256
+SAMPLE_SEED = 12345  # the fixed noise of every evaluation
+DIT = {"lr": SWEPT_LR["DiT-T/4 adamw"]}
+MDTV2 = {"opt": "adamw", "lr": SWEPT_LR["MDTv2-T/4 adamw"]}
+NO_MASK = {"model_args": {"mask_ratio": 0.0, "mask_ratio_jitter": 0.0}}
 VARIANTS = {v.name: v for v in [
-    Variant("dit", "DiT-T/4", "DiT", "baseline: AdamW, no weighting, one pass"),
-    Variant("mdt", "MDT-T/4", "MDT v1", "masking + side-interpolater (AdamW, dual pass, ratio 0.3)"),
-    Variant("mdtv2", "MDTv2-T/4", "MDTv2", "the full recipe: shortcuts, Adan, Min-SNR-5, ratio U[0.3,0.5)",
-            ADAN_TINY),
-    Variant("mdtv2_mask0", "MDTv2-T/4", "MDTv2, mask ratio 0", "masking (same architecture, two passes, weighting)",
-            {**ADAN_TINY, "model_args": {"mask_ratio": 0.0, "mask_ratio_jitter": 0.0}}),
-    Variant("mdtv2_adamw", "MDTv2-T/4", "MDTv2 with AdamW", "the optimizer (Adan → AdamW)", ADAMW_TINY),
-    Variant("dit_minsnr", "DiT-T/4", "DiT + Min-SNR-5", "the loss weighting on DiT", {"weighting": "min_snr"}),
+    Variant("dit", "DiT-T/4", "DiT", "baseline: AdamW, no weighting, one pass", DIT, SEEDS),
+    Variant("mdtv2", "MDTv2-T/4", "MDTv2",
+            "the tiny recipe: shortcuts, two passes, mask ratio U[0.3, 0.5), Min-SNR-5, AdamW", MDTV2, SEEDS),
+    Variant("mdtv2_mask0", "MDTv2-T/4", "MDTv2, mask ratio 0",
+            "masking itself (same architecture, two passes, weighting; nothing hidden)", {**MDTV2, **NO_MASK}, SEEDS),
+    Variant("mdt", "MDT-T/4", "MDT v1", "MDT v1: masking + side-interpolater, AdamW, two passes, ratio 0.3",
+            {"lr": SWEPT_LR["MDTv2-T/4 adamw"]}),
+    Variant("dit_minsnr", "DiT-T/4", "DiT + Min-SNR-5", "the loss weighting on DiT", {**DIT, "weighting": "min_snr"}),
+    Variant("mdtv2_adan", "MDTv2-T/4", "MDTv2 + Adan", "the official optimizer (AdamW → Adan at its own swept lr)",
+            {"opt": "adan", "lr": SWEPT_LR["MDTv2-T/4 adan"]}),
 ]}
 
 
@@ -61,6 +77,18 @@ def parse_variants(text: str | None) -> list[Variant]:
     if unknown:
         raise ValueError(f"unknown race variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     return [VARIANTS[n] for n in names]
+
+
+def run_name(v: Variant, seed: int) -> str:
+    """The file stem of one (variant, seed): `<variant>_seed<S>`."""
+    return f"{v.name}_seed{seed}"
+
+
+def schedule(variants: list[Variant], seeds: list[int] | None = None) -> list[tuple[Variant, int]]:
+    """The (variant, seed) runs in the order the race trains them: seed by seed, so that a race stopped early
+    has every variant at seed 0 first (`seeds` replaces each variant's own seeds)."""
+    runs = [(v, s) for v in variants for s in (seeds if seeds is not None else v.seeds)]
+    return sorted(runs, key=lambda r: (r[1], variants.index(r[0])))
 
 
 class Evaluator:
@@ -78,20 +106,24 @@ class Evaluator:
         if trainer.step % self.every == 0:
             self.evaluate(trainer)
 
+    def samples(self, trainer, n: int):
+        """`n` samples of the EMA model from the race's fixed noise and sampler."""
+        return generate(trainer.ema.model, n, diffusion=trainer.diffusion, steps=self.sample_steps,
+                        method=self.method, seed=SAMPLE_SEED)
+
     def evaluate(self, trainer) -> dict:
         """Generate, score and record one point of the curve; the time it takes is not training time."""
         if self.curve and self.curve[-1]["step"] == trainer.step:
             return self.curve[-1]
         seconds = round(trainer.elapsed(), 2) if trainer.step else 0.0  # training time, before this eval
         with trainer.paused():
-            images, labels = generate(trainer.ema.model, self.n, diffusion=trainer.diffusion,
-                                      steps=self.sample_steps, method=self.method, seed=12345)
+            images, labels = self.samples(trainer, self.n)
             point = {"step": trainer.step, "seconds": seconds,
                      **{k: round(v, 5) for k, v in score_smileys(images, labels).items()}}
             if self.grid:
                 save_grid(images[: self.grid], self.folder / f"step_{trainer.step:06d}.png", nrow=self.grid)
             if self.probe_every and len(self.curve) % self.probe_every == 0:
-                point.update(self.probe(trainer))
+                point.update(self.probe(trainer, PROBE_FACES))
             self.curve.append(point)
             if self.partial is not None:
                 write_json(self.partial, self.curve)
@@ -99,21 +131,30 @@ class Evaluator:
                         f"{point['two_eyes']:.1%} · FD-smileys {point['fd_smileys']:.2f}", flush=True)
         return point
 
+    def final(self, trainer, n: int, probe_faces: int) -> dict:
+        """The end of a run on more samples: scores of `n` samples (the first `self.n` are the curve's), the
+        two-eyes score's 95% Wilson interval, and the probe on `probe_faces` faces."""
+        with trainer.paused():
+            images, labels = self.samples(trainer, n)
+            scores = {k: round(v, 5) for k, v in score_smileys(images, labels).items()}
+            lo, hi = wilson_interval(round(scores["two_eyes"] * n), n)
+            return {"samples": n, **scores, "two_eyes_ci": [round(lo, 4), round(hi, 4)],
+                    **(self.probe(trainer, probe_faces) if probe_faces else {})}
 
     @staticmethod
-    def probe(trainer) -> dict:
-        """The missing-eye probe of the EMA model (PROBE_FACES faces, a short RePaint), and its cost."""
+    def probe(trainer, faces: int) -> dict:
+        """The missing-eye probe of the EMA model (`faces` faces drawn, a short RePaint), and its cost."""
         began = time.perf_counter()
-        r = missing_eye_probe(trainer.ema.model, "eye", n=PROBE_FACES, steps="25", jump_length=5, resamples=2)
+        r = missing_eye_probe(trainer.ema.model, "eye", n=faces, steps="25", jump_length=5, resamples=2)
         return {"probe_eye": round(r.completed, 4), "probe_eye_ci": [round(v, 4) for v in r.completed_ci],
                 "probe_faces": r.faces, "probe_seconds": round(time.perf_counter() - began, 2)}
 
 
 def make_trainer(v: Variant, work: Path, seed: int, batch_size: int, minutes=None, steps=None, resume=False,
-                 ckpt_every: int = 100):
+                 ckpt_every: int = 100, name: str | None = None):
     """A Trainer for one variant: the tiny preset, its recipe plus the variant's overrides, smileys."""
     cfg = TrainConfig(model=v.model, data="smileys", minutes=minutes, steps=steps, batch_size=batch_size,
-                      seed=seed, out=str(work / v.name), ckpt_every=ckpt_every, keep=1, eval_samples=0,
+                      seed=seed, out=str(work / (name or v.name)), ckpt_every=ckpt_every, keep=1, eval_samples=0,
                       grid_samples=0, sample_every=0, progress=False, resume=resume, **v.overrides)
     return Trainer(cfg, log=lambda *a, **k: None)
 
@@ -127,128 +168,159 @@ def calibrate(variants: list[Variant], work: Path, seed: int, batch_size: int, r
         for name, trainer in trainers.items():
             began = time.perf_counter()
             trainer.train_step()
+            wait_for(trainer.device)
             if r >= 2:  # the first two steps warm up allocators and caches
                 times[name].append(time.perf_counter() - began)
     return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
-def run_variant(v: Variant, out: Path, work: Path, steps: int, seed: int, batch_size: int,
-                every: int, n: int, sample_steps: str = "ddim25", method: str = "ddim", probe_every: int = 0) -> dict:
-    """Train one variant for `steps` steps, evaluating every `every` steps; resumes an interrupted run from its
-    checkpoint under `work/<variant>` and its curve so far (points after that checkpoint are evaluated again)."""
-    folder = out / v.name
+def calibrate_more(variants: list[Variant], known: dict, timed_before: list[Variant], work: Path,
+                   batch_size: int) -> dict:
+    """Seconds per step of `variants` on the scale of `known`, timed earlier (another session, maybe another
+    machine): the first of `timed_before` (variants with a known time) is timed again beside them and the new
+    times are rescaled by (its known time / its time now), so that every variant of a race shares one clock."""
+    reference = timed_before[0] if timed_before else None
+    timed = calibrate(variants + ([reference] if reference else []), work, 0, batch_size)
+    scale = known[reference.name] / timed[reference.name] if reference else 1.0
+    return {v.name: timed[v.name] * scale for v in variants}
+
+
+@dataclass(frozen=True)
+class RaceSettings:
+    """What every (variant, seed) of one race shares; a finished file made with other settings is refused."""
+
+    budget: float = 12.0            # calibrated training minutes per run
+    batch_size: int = 32
+    eval_minutes: float = 1.0       # calibrated minutes between evaluations
+    n: int = 256                    # samples per evaluation along the way
+    n_final: int = 1024             # samples at the end (0: the curve's last point is the end)
+    sample_steps: str = "ddim25"
+    method: str = "ddim"
+    probe_every: int = 3            # the probe at every k-th evaluation (0: never)
+    final_probe_faces: int = FINAL_PROBE_FACES
+
+    def steps(self, per_step: float) -> int:
+        """The run's steps: the budget at the variant's calibrated speed."""
+        return max(1, int(60 * self.budget / per_step))
+
+    def every(self, per_step: float) -> int:
+        """Steps between evaluations: `eval_minutes` at the variant's calibrated speed."""
+        return max(1, round(60 * self.eval_minutes / per_step))
+
+
+# `mdt-teach race --preset gpu`: the paper's 256-token regime — S/2 on 32-px smileys is a 16×16 token grid, as
+# S/2 on ImageNet-256 latents — for DiT vs MDTv2 vs mask-0, one seed, about six minutes of one GPU in all. The
+# recipes are the CPU race's (swept on T/4, not on S/2) with the tiny EMA (0.999 with warm-up): the official
+# 0.9999 would barely move in a race of a few thousand steps.
+GPU_MODELS = {"DiT-T/4": "DiT-S/2", "MDTv2-T/4": "MDTv2-S/2"}
+GPU_RECIPE = {"ema_decay": 0.999, "ema_warmup": True, "betas": (0.9, 0.99)}
+GPU_SETTINGS = RaceSettings(budget=1.5, batch_size=64, eval_minutes=0.25, n=256, n_final=1024, probe_every=2)
+
+
+def gpu_preset(require_gpu: bool = True) -> tuple[list[Variant], RaceSettings]:
+    """The GPU race's contestants (S/2 versions of dit, mdtv2, mdtv2_mask0, seed 0) and settings; without a CUDA
+    GPU one sentence says what to run instead (tests pass require_gpu=False)."""
+    if require_gpu and not detect_capabilities().cuda:
+        raise ValueError("--preset gpu needs a CUDA GPU (none found); on this machine run the CPU race, "
+                         "`mdt-teach race`")
+    variants = [VARIANTS[n] for n in ("dit", "mdtv2", "mdtv2_mask0")]
+    return [Variant(v.name, GPU_MODELS[v.model], v.label, v.isolates, {**v.overrides, **GPU_RECIPE}, (0,))
+            for v in variants], GPU_SETTINGS
+
+
+def run_variant(v: Variant, seed: int, out: Path, work: Path, per_step: float, settings: RaceSettings,
+                name: str | None = None) -> dict:
+    """Train one (variant, seed) for the budget, evaluating along the way; resumes an interrupted run from its
+    checkpoint under `work/<name>` and its curve so far (points after that checkpoint are redone). The record
+    is `out/<name>.json`, name `<variant>_seed<S>` unless given."""
+    began = time.perf_counter()
+    name = name or run_name(v, seed)
+    folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
-    evaluator = Evaluator(folder, every, n, sample_steps=sample_steps, method=method, probe_every=probe_every)
+    steps, every = settings.steps(per_step), settings.every(per_step)
+    evaluator = Evaluator(folder, every, settings.n, sample_steps=settings.sample_steps, method=settings.method,
+                          probe_every=settings.probe_every)
     evaluator.partial = folder / "curve_partial.json"
-    resume = bool(list_checkpoints(work / v.name))
-    trainer = make_trainer(v, work, seed, batch_size, steps=steps, resume=resume, ckpt_every=min(100, every))
+    resume = bool(list_checkpoints(work / name))
+    trainer = make_trainer(v, work, seed, settings.batch_size, steps=steps, resume=resume,
+                           ckpt_every=min(100, every), name=name)
     if resume:
-        at = read_checkpoint(latest_checkpoint(work / v.name))["step"]
+        at = read_checkpoint(latest_checkpoint(work / name))["step"]
         saved = json.loads(evaluator.partial.read_text()) if evaluator.partial.exists() else []
         evaluator.curve = [p for p in saved if p["step"] <= at]
-        print(f"race: {v.name} resumes at step {at} ({len(evaluator.curve)} evaluations kept)", flush=True)
+        print(f"race: {name} resumes at step {at} ({len(evaluator.curve)} evaluations kept)", flush=True)
     else:
         evaluator.evaluate(trainer)  # step 0: the zero-initialised model
     trainer.fit(hooks=evaluator)
-    evaluator.evaluate(trainer)  # the final point
-    record = {"name": v.name, "label": v.label, "model": v.model, "isolates": v.isolates,
+    evaluator.evaluate(trainer)  # the final point of the curve
+    final = evaluator.final(trainer, settings.n_final, settings.final_probe_faces) if settings.n_final else None
+    for point in evaluator.curve:
+        point["cal_seconds"] = round(point["step"] * per_step, 2)
+    record = {"name": v.name, "seed": seed, "label": v.label, "model": v.model, "isolates": v.isolates,
               "opt": trainer.cfg.opt, "lr": trainer.cfg.lr, "weighting": trainer.cfg.weighting,
-              "steps": trainer.step, "seconds": round(trainer.elapsed(), 1),
-              "seconds_per_step": round(trainer.elapsed() / max(1, trainer.step), 4),
-              "curve": evaluator.curve}
-    write_json(out / f"{v.name}.json", record)
+              "settings": settings.__dict__, "steps": trainer.step, "eval_every": every,
+              "seconds": round(trainer.elapsed(), 1), "seconds_per_step": round(trainer.elapsed() / max(1, trainer.step), 4),
+              "cal_seconds_per_step": round(per_step, 5), "wall_seconds": round(time.perf_counter() - began, 1),
+              "threads": torch.get_num_threads(), "curve": evaluator.curve, "final": final}
+    write_json(out / f"{name}.json", record)
     evaluator.partial.unlink(missing_ok=True)
     return record
 
 
-def first_reaching(curve: list[dict], key: str, target: float, higher_is_better: bool):
-    """The first curve point whose `key` reaches `target` (None if it never does)."""
-    for point in curve:
-        value = point[key]
-        if (value >= target) if higher_is_better else (value <= target):
-            return point
-    return None
-
-
-def with_calibrated_seconds(record: dict, seconds_per_step: float) -> dict:
-    """Add `cal_seconds` = step × calibrated seconds per step to every curve point."""
-    for point in record["curve"]:
-        point["cal_seconds"] = round(point["step"] * seconds_per_step, 2)
-    record["cal_seconds_per_step"] = round(seconds_per_step, 5)
+def finished(path: Path, settings: RaceSettings) -> dict:
+    """A finished run's record, refused (one sentence) when it was made with other race settings."""
+    record = json.loads(path.read_text())
+    if record.get("settings") != json.loads(json.dumps(settings.__dict__)):
+        raise ValueError(f"{path} was raced with other settings ({record.get('settings')}); delete it or race "
+                         f"with the same --budget, --batch-size and evaluation flags")
     return record
 
 
-def summarize(records: dict[str, dict], baseline: str = "dit") -> dict:
-    """For each model, the steps and (calibrated) seconds needed to reach the baseline's final two-eyes and
-    FD, and the speed-up ratios at equal steps and at equal wall-clock."""
-    base = records[baseline]
-    final = base["curve"][-1]
-    targets = {"two_eyes": (final["two_eyes"], True), "fd_smileys": (final["fd_smileys"], False)}
-    out = {"baseline": baseline, "targets": {k: t for k, (t, _) in targets.items()}, "models": {}}
-    for name, rec in records.items():
-        row = {"label": rec["label"], "isolates": rec["isolates"], "steps": rec["steps"],
-               "seconds": rec["seconds"], "seconds_per_step": rec["seconds_per_step"],
-               "cal_seconds_per_step": rec["cal_seconds_per_step"],
-               "final_two_eyes": rec["curve"][-1]["two_eyes"], "final_fd_smileys": rec["curve"][-1]["fd_smileys"]}
-        for key, (target, higher) in targets.items():
-            hit = first_reaching(rec["curve"], key, target, higher)
-            base_hit = first_reaching(base["curve"], key, target, higher)
-            row[f"{key}_reached_at_step"] = None if hit is None else hit["step"]
-            row[f"{key}_reached_at_seconds"] = None if hit is None else hit["cal_seconds"]
-            ok = hit is not None and base_hit is not None and hit["step"] > 0
-            row[f"{key}_speedup_steps"] = round(base_hit["step"] / hit["step"], 2) if ok else None
-            row[f"{key}_speedup_seconds"] = round(base_hit["cal_seconds"] / hit["cal_seconds"], 2) if ok else None
-        out["models"][name] = row
-    return out
-
-
-def run_race(out: Path, budget: float, seed: int = 0, variants: list[Variant] | None = None,
-             batch_size: int = 32, every: int = 250, n: int = 512, work: Path = Path("runs/race"),
-             label: str = "cpu", sample_steps: str = "ddim25", method: str = "ddim", probe_every: int = 0) -> dict:
-    """Run every variant not already finished in `out` (resumable), then write summary.json."""
+def run_race(out: Path, settings: RaceSettings = RaceSettings(), variants: list[Variant] | None = None,
+             seeds: list[int] | None = None, work: Path = Path("runs/race"), label: str = "cpu") -> dict:
+    """Run every (variant, seed) not finished yet in `out` (resumable), then write summary.json over all the
+    finished runs in `out`."""
     out.mkdir(parents=True, exist_ok=True)
     variants = variants or list(VARIANTS.values())
+    runs = schedule(variants, seeds)
     cal_path = out / "calibration.json"
-    if cal_path.exists():
-        per_step = json.loads(cal_path.read_text())
-    else:
-        print("race: timing every variant round-robin (seconds per step)", flush=True)
-        per_step = calibrate(variants, work, seed, batch_size)
+    per_step = json.loads(cal_path.read_text()) if cal_path.exists() else {}
+    missing = [v for v in variants if v.name not in per_step]
+    if missing:
+        print(f"race: timing {', '.join(v.name for v in missing)} round-robin (seconds per step)", flush=True)
+        per_step.update(calibrate_more(missing, per_step, [v for v in variants if v.name in per_step], work,
+                                       settings.batch_size))
         write_json(cal_path, per_step)
-    records = {}
-    for v in variants:
-        done = out / f"{v.name}.json"
+    for v, seed in runs:
+        done = out / f"{run_name(v, seed)}.json"
         if done.exists():
-            records[v.name] = json.loads(done.read_text())
-            print(f"race: {v.name} already finished ({done}); delete it to rerun", flush=True)
+            finished(done, settings)
+            print(f"race: {run_name(v, seed)} already finished ({done}); delete it to rerun", flush=True)
             continue
-        steps = max(every, int(60 * budget / per_step[v.name]))  # equal wall-clock at the calibrated speed
-        print(f"race: {v.label} ({v.model}) — isolates {v.isolates}; {steps} steps "
-              f"= {budget:g} min at {per_step[v.name]:.3f} s/step", flush=True)
-        records[v.name] = run_variant(v, out, work, steps, seed, batch_size, every, n, sample_steps, method,
-                                      probe_every)
-    for name, rec in records.items():
-        write_json(out / f"{name}.json", with_calibrated_seconds(rec, per_step[name]))
-    summary = summarize(records) if "dit" in records else {"models": {}}
-    summary.update(label=label, budget_minutes=budget, seed=seed, batch_size=batch_size, eval_every=every,
-                   eval_samples=n, sampler=f"{method} {sample_steps}", threads=torch.get_num_threads(),
+        print(f"race: {v.label} ({v.model}), seed {seed} — isolates {v.isolates}; {settings.steps(per_step[v.name])} "
+              f"steps = {settings.budget:g} min at {per_step[v.name]:.3f} s/step", flush=True)
+        run_variant(v, seed, out, work, per_step[v.name], settings)
+    return summarize_folder(out, settings, label)
+
+
+def summarize_folder(out: Path, settings: RaceSettings, label: str = "cpu") -> dict:
+    """(Re)write `out/summary.json` from every finished (variant, seed) in `out`, in VARIANTS order, and print it
+    (a race stopped between runs can be summarised and committed as it stands)."""
+    def order(path: Path):
+        name = path.stem.rsplit("_seed", 1)[0]
+        return (list(VARIANTS).index(name) if name in VARIANTS else len(VARIANTS), path.stem)
+
+    records = {p.stem: finished(p, settings) for p in sorted(out.glob("*_seed*.json"), key=order)}
+    if not records:
+        raise FileNotFoundError(f"no finished race runs in {out}: run `mdt-teach race --out {out}` first")
+    summary = summarize(records)
+    cal_path = out / "calibration.json"
+    summary.update(label=label, settings=settings.__dict__, threads=torch.get_num_threads(),
+                   calibration=json.loads(cal_path.read_text()) if cal_path.exists() else {},
                    finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     write_json(out / "summary.json", summary)
     print(format_table(summary), flush=True)
     return summary
-
-
-def format_table(summary: dict) -> str:
-    """A plain-text table of the summary for the terminal and the notes."""
-    lines = [f"{'model':22s} {'steps':>6s} {'s/step':>7s} {'two-eyes':>9s} {'FD':>7s} "
-             f"{'×steps(2E)':>10s} {'×time(2E)':>9s} {'×steps(FD)':>10s} {'×time(FD)':>9s}"]
-    fmt = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
-    for row in summary.get("models", {}).values():
-        lines.append(f"{row['label']:22s} {row['steps']:6d} {row['seconds_per_step']:7.3f} "
-                     f"{row['final_two_eyes']:9.1%} {row['final_fd_smileys']:7.2f} "
-                     f"{fmt(row['two_eyes_speedup_steps']):>10s} {fmt(row['two_eyes_speedup_seconds']):>9s} "
-                     f"{fmt(row['fd_smileys_speedup_steps']):>10s} {fmt(row['fd_smileys_speedup_seconds']):>9s}")
-    return "\n".join(lines)
 
 
 def load_results(folder: Path) -> tuple[dict, dict]:

@@ -6,7 +6,8 @@ group (one preset, one speed), equal calibrated wall-clock across groups — on 
 seed, and scores each run's EMA model once at the end with the race's fixed sampler and noise.
 
     SWEEP_RULE: the lowest FD-smileys of the final evaluation wins; a tie (within 0.5) goes to the
-    higher two-eyes score, then to the smaller lr.
+    higher two-eyes score, then to the smaller lr. A winner at the edge of its grid is not trusted:
+    the grid is extended by a factor 2 past that edge (at most EXTEND times) until the winner is inside.
 
 The rule uses FD-smileys because after a few minutes DiT draws two eyes on ~1% of samples, so the
 two-eyes score cannot rank its learning rates; FD responds earlier. Results: `<out>/sweep/<run>.json`
@@ -18,7 +19,7 @@ import json
 from pathlib import Path
 
 from .checkpoint import write_json
-from .race import Variant, calibrate, run_variant
+from .race import RaceSettings, Variant, calibrate, run_variant
 
 SWEEP = {  # (preset, optimizer) → the learning rates tried; the tiny recipe supplies everything else
     ("DiT-T/4", "adamw"): (5e-4, 1e-3, 2e-3),
@@ -26,17 +27,32 @@ SWEEP = {  # (preset, optimizer) → the learning rates tried; the tiny recipe s
     ("MDTv2-T/4", "adan"): (5e-4, 1e-3, 2e-3),
 }
 SWEEP_RULE = ("lowest FD-smileys of the final evaluation (EMA model, fixed sampler and noise); within 0.5 "
-              "the higher two-eyes score, then the smaller lr")
+              "the higher two-eyes score, then the smaller lr; a winner at the grid's edge extends the grid by "
+              "a factor 2 past that edge (at most twice)")
 TIE = 0.5
+EXTEND = 2   # at most this many extra learning rates per group, past an edge the winner sits on
 
 
 def sweep_variants(model_args: dict | None = None) -> dict[tuple, list[Variant]]:
     """The sweep's runs, grouped by (preset, optimizer)."""
+    return {(model, opt): [sweep_variant(model, opt, lr, model_args) for lr in lrs] for (model, opt), lrs in SWEEP.items()}
+
+
+def sweep_variant(model: str, opt: str, lr: float, model_args: dict | None = None) -> Variant:
+    """One sweep run: the tiny recipe of `model` with optimizer `opt` at learning rate `lr`."""
     extra = {"model_args": dict(model_args)} if model_args else {}
-    return {(model, opt): [Variant(f"{model.split('-')[0].lower()}_{opt}_lr{lr:g}", model,
-                                   f"{model} {opt} lr {lr:g}", "learning-rate sweep", {"opt": opt, "lr": lr, **extra})
-                           for lr in lrs]
-            for (model, opt), lrs in SWEEP.items()}
+    return Variant(f"{model.split('-')[0].lower()}_{opt}_lr{lr:g}", model, f"{model} {opt} lr {lr:g}",
+                   "learning-rate sweep", {"opt": opt, "lr": lr, **extra})
+
+
+def next_lr(records: list[dict], extended: int) -> float | None:
+    """The learning rate to add when the winner sits on an edge of the grid tried so far (None: it is inside,
+    or the group has been extended EXTEND times already)."""
+    lrs = sorted(r["lr"] for r in records)
+    best = winner(records)["lr"]
+    if extended >= EXTEND or len(lrs) < 2:
+        return None
+    return best * 2 if best == lrs[-1] else best / 2 if best == lrs[0] else None
 
 
 def winner(records: list[dict]) -> dict:
@@ -66,20 +82,30 @@ def run_sweep(out: Path, budget: float, seed: int = 0, batch_size: int = 32, n: 
                "eval_samples": n, "sampler": f"{method} {sample_steps}", "groups": {}}
     for (model, opt), runs in groups.items():
         steps = max(1, int(60 * budget / per_step[f"{model} {opt}"]))
-        records = []
-        for v in runs:
-            done = folder / f"{v.name}.json"
-            if done.exists():
-                records.append(json.loads(done.read_text()))
-                continue
-            print(f"sweep: {v.label}, {steps} steps", flush=True)
-            records.append(run_variant(v, folder, work / "sweep", steps, seed, batch_size, steps, n,
-                                       sample_steps, method))
+        settings = RaceSettings(budget, batch_size, eval_minutes=budget, n=n, n_final=0, sample_steps=sample_steps,
+                                method=method, probe_every=0, final_probe_faces=0)   # one evaluation, at the end
+        run = lambda v: _run_once(v, folder, work, per_step[f"{model} {opt}"], seed, settings)  # noqa: E731
+        records = [run(v) for v in runs]
+        extended = 0
+        while (lr := next_lr(records, extended)) is not None:
+            print(f"sweep: {model} {opt} wins at the edge of its grid (lr {winner(records)['lr']:g}): "
+                  f"trying lr {lr:g}", flush=True)
+            records.append(run(sweep_variant(model, opt, lr, model_args)))
+            extended += 1
         best = winner(records)
         summary["groups"][f"{model} {opt}"] = {
-            "steps": steps, "winner_lr": best["lr"],
+            "steps": steps, "winner_lr": best["lr"], "extended": extended,
             "runs": [{"lr": r["lr"], "fd_smileys": r["curve"][-1]["fd_smileys"],
-                      "two_eyes": r["curve"][-1]["two_eyes"]} for r in records]}
+                      "two_eyes": r["curve"][-1]["two_eyes"]} for r in sorted(records, key=lambda r: r["lr"])]}
         print(f"sweep: {model} {opt} → lr {best['lr']:g}", flush=True)
     write_json(folder / "summary.json", summary)
     return summary
+
+
+def _run_once(v: Variant, folder: Path, work: Path, per_step: float, seed: int, settings: RaceSettings) -> dict:
+    """One sweep run's record: read when finished before, trained and evaluated once at the end otherwise."""
+    done = folder / f"{v.name}.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    print(f"sweep: {v.label}, {settings.steps(per_step)} steps", flush=True)
+    return run_variant(v, seed, folder, work / "sweep", per_step, settings, name=v.name)

@@ -8,98 +8,157 @@ import time
 
 import pytest
 
-from mdt_teach.race import VARIANTS, Variant, parse_variants, run_race, summarize, with_calibrated_seconds
+import mdt_teach.race_summary as rs
+from mdt_teach.race import SEEDS, SWEPT_LR, VARIANTS, RaceSettings, Variant, parse_variants, run_race, schedule
+from mdt_teach.resources import data_file
 
 
-def _record(name, points, per_step):
-    curve = [{"step": s, "seconds": s * per_step * 1.3, "two_eyes": e, "fd_smileys": f} for s, e, f in points]
-    rec = {"label": name, "isolates": "-", "steps": points[-1][0], "seconds": 1.0, "seconds_per_step": 0.1,
-           "curve": curve}
-    return with_calibrated_seconds(rec, per_step)
+def _record(name, points, per_step, seed=0):
+    """A finished run with curve points (step, two-eyes, FD) at calibrated `per_step` seconds per step."""
+    curve = [{"step": s, "seconds": s * per_step * 1.3, "cal_seconds": s * per_step, "two_eyes": e, "fd_smileys": f}
+             for s, e, f in points]
+    return {"name": name, "seed": seed, "label": name, "isolates": "-", "model": "-", "opt": "adamw", "lr": 1e-3,
+            "weighting": "none", "steps": points[-1][0], "cal_seconds_per_step": per_step, "wall_seconds": 60.0,
+            "curve": curve, "final": {"two_eyes": points[-1][1], "fd_smileys": points[-1][2]}}
 
 
-def test_summary_speedups_at_equal_steps_and_equal_time():
-    dit = _record("dit", [(0, 0.0, 50.0), (1000, 0.1, 20.0), (2000, 0.3, 10.0)], per_step=0.1)
-    mdt = _record("mdtv2", [(0, 0.0, 50.0), (500, 0.35, 9.0), (1000, 0.6, 5.0)], per_step=0.2)
-    s = summarize({"dit": dit, "mdtv2": mdt})
-    assert s["targets"] == {"two_eyes": 0.3, "fd_smileys": 10.0}
-    row = s["models"]["mdtv2"]
-    assert row["two_eyes_reached_at_step"] == 500 and row["fd_smileys_reached_at_step"] == 500
-    assert row["two_eyes_speedup_steps"] == 4.0          # DiT needed 2000 steps, MDTv2 500
-    assert row["two_eyes_speedup_seconds"] == 2.0        # 200 s vs 100 s at the calibrated speeds
-    assert s["models"]["dit"]["two_eyes_speedup_steps"] == 1.0
+def test_a_target_is_reached_where_the_curve_crosses_it_interpolated_between_evaluations():
+    curve = [{"step": 0, "v": 0.0}, {"step": 100, "v": 0.2}, {"step": 200, "v": 0.6}, {"step": 300, "v": 0.4}]
+    assert rs.crossing(curve, "v", 0.5) == 175.0              # 0.2 → 0.6 between 100 and 200: 3/4 of the way
+    assert rs.crossing(curve, "v", 0.2) == 100.0              # reached exactly at an evaluation
+    assert rs.crossing(curve, "v", 0.0) == 0.0
+    assert rs.crossing(curve, "v", 0.7) is None               # never: censored at the budget
+    fd = [{"step": 0, "v": 50.0}, {"step": 10, "v": 30.0}, {"step": 20, "v": 10.0}]
+    assert rs.crossing(fd, "v", 20.0, higher=False) == 15.0
 
 
-def test_a_model_that_never_reaches_the_target_has_no_speedup():
-    dit = _record("dit", [(0, 0.0, 50.0), (100, 0.5, 5.0)], per_step=0.1)
-    slow = _record("mdt", [(0, 0.0, 50.0), (100, 0.2, 8.0)], per_step=0.2)
-    row = summarize({"dit": dit, "mdt": slow})["models"]["mdt"]
-    assert row["two_eyes_reached_at_step"] is None and row["two_eyes_speedup_steps"] is None
+def test_targets_table_means_spreads_and_ratios_to_dit_of_the_same_seed():
+    runs = {f"dit_seed{s}": _record("dit", [(0, 0.0, 90.0), (1000, 0.2, 30.0), (2000, 0.6, 20.0 + s)], 0.1, s)
+            for s in (0, 1)}
+    runs |= {f"mdtv2_seed{s}": _record("mdtv2", [(0, 0.0, 90.0), (500, 0.5 + 0.1 * s, 15.0), (1000, 0.8, 10.0)],
+                                       0.2, s) for s in (0, 1)}
+    summary = rs.summarize(runs)
+    assert summary["targets"]["fd_dit_final"]["value"] == 20.5               # DiT's final FD, mean over seeds
+    dit, v2 = summary["models"]["dit"], summary["models"]["mdtv2"]
+    half = dit["targets"]["two_eyes_50"]
+    assert half["steps"]["per_seed"] == [1750.0, 1750.0] and half["reached"] == 2
+    assert dit["targets"]["two_eyes_75"]["reached"] == 0                    # → "> budget", not dropped
+    assert rs.fmt_time(dit["targets"]["two_eyes_75"], "steps") == "> budget"
+    t = v2["targets"]["two_eyes_50"]
+    assert t["steps"]["per_seed"] == [500.0, 416.6667]                      # 0 → 0.6 crosses 0.5 at 5/6 of 500
+    assert t["seconds"]["per_seed"] == [100.0, 83.3333]
+    r = t["speedup_steps"]
+    assert r["bound"] == "=" and r["value"] == round(1750 / ((500 + 416.6667) / 2), 3)
+    assert (r["min"], r["max"]) == (3.5, 4.2)                               # per-seed ratios 1750/500, 1750/416.7
+    assert t["speedup_seconds"]["value"] == round(175 / ((100 + 83.3333) / 2), 3)
+    # MDTv2 reaches 75% (DiT never does): a lower bound on the ratio, from DiT's budget
+    r75 = v2["targets"]["two_eyes_75"]["speedup_steps"]
+    assert r75["bound"] == "≥" and rs.fmt_ratio(r75).startswith("≥")
+    assert v2["final"]["two_eyes"]["mean"] == 0.8 and summary["compute_hours"] == round(4 * 60 / 3600, 2)
 
 
-def test_variants_cover_the_recipes_and_ablations():
-    assert list(VARIANTS) == ["dit", "mdt", "mdtv2", "mdtv2_mask0", "mdtv2_adamw", "dit_minsnr"]
+def test_a_variant_that_never_arrives_is_censored_and_its_ratio_is_an_upper_bound():
+    runs = {"dit_seed0": _record("dit", [(0, 0.0, 50.0), (100, 0.5, 5.0)], 0.1),
+            "mdt_seed0": _record("mdt", [(0, 0.0, 50.0), (100, 0.2, 8.0)], 0.2)}
+    row = rs.summarize(runs)["models"]["mdt"]["targets"]["two_eyes_50"]
+    assert row["reached"] == 0 and row["steps"]["per_seed"] == [100.0]      # counted as its budget
+    assert row["speedup_steps"]["bound"] == "≤" and row["speedup_steps"]["value"] == 1.0
+
+
+def test_the_ablation_splits_mdtv2s_speedup_between_masking_and_the_rest():
+    runs = {"dit_seed0": _record("dit", [(0, 0.0, 50.0), (800, 0.5, 5.0)], 0.1),
+            "mdtv2_seed0": _record("mdtv2", [(0, 0.0, 50.0), (100, 0.5, 5.0)], 0.1),
+            "mdtv2_mask0_seed0": _record("mdtv2_mask0", [(0, 0.0, 50.0), (200, 0.5, 5.0)], 0.1)}
+    share = rs.summarize(runs)["ablation"]["two_eyes_50"]["steps"]
+    assert (share["total"], share["masking"], share["rest"]) == (8.0, 2.0, 4.0)
+    assert share["masking_share"] == round(1 / 3, 3)                         # log 2 / log 8
+
+
+def test_variants_race_at_the_sweeps_learning_rates():
+    assert list(VARIANTS) == ["dit", "mdtv2", "mdtv2_mask0", "mdt", "dit_minsnr", "mdtv2_adan"]
+    swept = json.loads(data_file("race/cpu/sweep/summary.json").read_text())
+    assert SWEPT_LR == {group: g["winner_lr"] for group, g in swept["groups"].items()}
+    assert VARIANTS["dit"].overrides["lr"] == VARIANTS["dit_minsnr"].overrides["lr"] == SWEPT_LR["DiT-T/4 adamw"]
+    assert VARIANTS["mdtv2"].overrides == {"opt": "adamw", "lr": SWEPT_LR["MDTv2-T/4 adamw"]}
+    assert VARIANTS["mdtv2_mask0"].overrides["model_args"]["mask_ratio"] == 0.0
+    assert VARIANTS["mdtv2_adan"].overrides == {"opt": "adan", "lr": SWEPT_LR["MDTv2-T/4 adan"]}
+    assert {n for n, v in VARIANTS.items() if v.seeds == SEEDS} == {"dit", "mdtv2", "mdtv2_mask0"}
     assert parse_variants("dit,mdtv2")[1].model == "MDTv2-T/4"
-    # the committed race's optimizers stay pinned whatever the trainer's tiny default is
-    assert VARIANTS["mdtv2"].overrides["opt"] == VARIANTS["mdtv2_mask0"].overrides["opt"] == "adan"
-    assert VARIANTS["mdtv2_adamw"].overrides["lr"] == VARIANTS["mdtv2"].overrides["lr"] == 1e-3
     with pytest.raises(ValueError, match="unknown race variant"):
         parse_variants("dit,gpt")
+
+
+def test_the_race_trains_seed_by_seed():
+    order = [(v.name, s) for v, s in schedule(parse_variants("dit,mdtv2,mdt"))]
+    assert order == [("dit", 0), ("mdtv2", 0), ("mdt", 0), ("dit", 1), ("mdtv2", 1), ("dit", 2), ("mdtv2", 2)]
+    assert [(v.name, s) for v, s in schedule(parse_variants("mdt"), seeds=[3, 1])] == [("mdt", 1), ("mdt", 3)]
 
 
 @pytest.mark.slow
 def test_miniature_race_end_to_end(tmp_path):
     small = {"model_args": {"depth": 2, "hidden_size": 32, "num_heads": 2}}
-    variants = [Variant("dit", "DiT-T/4", "DiT", "baseline", small),
+    variants = [Variant("dit", "DiT-T/4", "DiT", "baseline", small, seeds=(0, 1)),
                 Variant("mdtv2", "MDTv2-T/4", "MDTv2", "all", small)]
-    out = tmp_path / "race"
-    summary = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs",
-                       probe_every=1000)
-    assert set(summary["models"]) == {"dit", "mdtv2"}
-    rec = json.loads((out / "mdtv2.json").read_text())
+    out, work = tmp_path / "race", tmp_path / "runs"
+    settings = RaceSettings(budget=0.03, batch_size=8, eval_minutes=0.005, n=16, n_final=32, probe_every=1000,
+                            final_probe_faces=16)
+    summary = run_race(out, settings, variants, work=work)
+    assert sorted(p.stem for p in out.glob("*_seed*.json")) == ["dit_seed0", "dit_seed1", "mdtv2_seed0"]
+    assert list(summary["models"]) == ["dit", "mdtv2"] and summary["models"]["dit"]["seeds"] == [0, 1]
+    rec = json.loads((out / "mdtv2_seed0.json").read_text())
     steps = [p["step"] for p in rec["curve"]]
     assert steps[0] == 0 and steps == sorted(steps) and steps[-1] == rec["steps"] >= 4
+    assert rec["steps"] == settings.steps(rec["cal_seconds_per_step"])      # the budget at the calibrated speed
     assert {"two_eyes", "fd_smileys", "funnel_face_found", "cal_seconds"} <= set(rec["curve"][-1])
     probed = [p for p in rec["curve"] if "probe_eye" in p]        # the probe hook: every 1000th evaluation
     assert [p["step"] for p in probed] == [0] and probed[0]["probe_eye"] == 0 and probed[0]["probe_seconds"] > 0
-    assert list((out / "mdtv2").glob("step_*.png"))
-    # resumable: a second call reuses the finished variants and the calibration
-    again = run_race(out, budget=0.03, variants=variants, batch_size=8, every=4, n=16, work=tmp_path / "runs")
-    assert again["models"]["mdtv2"]["steps"] == summary["models"]["mdtv2"]["steps"]
+    final = rec["final"]                                          # more samples and a probe at the end
+    assert final["samples"] == 32 and final["two_eyes_ci"][0] <= final["two_eyes"] <= final["two_eyes_ci"][1]
+    assert 0 < final["probe_faces"] <= 16 and "probe_eye" in final
+    assert list((out / "mdtv2_seed0").glob("step_*.png"))
+    # resumable: a second call reuses the finished runs and the calibration
+    again = run_race(out, settings, variants, work=work)
+    assert again["models"] == summary["models"]
+    with pytest.raises(ValueError, match="other settings"):      # a finished run of another budget is refused
+        run_race(out, RaceSettings(budget=0.05, batch_size=8, eval_minutes=0.005, n=16, n_final=32), variants,
+                 work=work)
 
 
 @pytest.mark.slow
 def test_kill_9_of_mdt_teach_race_then_the_same_command_continues_it(tmp_path):
-    """`mdt-teach race` killed mid-variant (right after a checkpoint) and run again ends with the scores of a race
-    that was never interrupted, evaluation for evaluation."""
+    """`mdt-teach race` over two seeds, killed while seed 1 trains (right after a checkpoint) and run again: it
+    skips the finished seed 0, resumes seed 1, and ends with the scores of a race never interrupted."""
     def command(name):
         out = tmp_path / name
         out.mkdir(exist_ok=True)
-        (out / "calibration.json").write_text(json.dumps({"dit": 1.0}))   # fixed speed: 40 steps for 40 s
-        return [sys.executable, "-m", "mdt_teach", "race", "--variants", "dit", "--budget", str(40 / 60),
-                "--batch-size", "8", "--eval-every", "4", "--eval-samples", "16", "--out", str(out),
-                "--work", str(tmp_path / f"work_{name}")]
+        (out / "calibration.json").write_text(json.dumps({"dit": 1.0}))   # fixed speed: 20 steps for 20 s
+        return [sys.executable, "-m", "mdt_teach", "race", "--variants", "dit", "--seeds", "0,1",
+                "--budget", str(20 / 60), "--batch-size", "8", "--eval-minutes", str(4 / 60), "--eval-samples", "16",
+                "--final-samples", "16", "--probe-every", "0", "--out", str(out), "--work", str(tmp_path / f"work_{name}")]
 
     subprocess.run(command("full"), check=True, capture_output=True, timeout=300)
 
     proc = subprocess.Popen(command("cut"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpt = tmp_path / "work_cut" / "dit" / "ckpt" / "ckpt_0000008.pt"
+    ckpt = tmp_path / "work_cut" / "dit_seed1" / "ckpt" / "ckpt_0000008.pt"
     deadline = time.time() + 240
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL and not (tmp_path / "cut" / "dit.json").exists()   # died mid-race
+    assert proc.returncode == -signal.SIGKILL                                   # died mid-race ...
+    assert (tmp_path / "cut" / "dit_seed0.json").exists() and not (tmp_path / "cut" / "dit_seed1.json").exists()
 
     again = subprocess.run(command("cut"), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
-    assert "race: dit resumes at step" in again.stdout
-    full, cut = (json.loads((tmp_path / n / "dit.json").read_text()) for n in ("full", "cut"))
-    assert cut["steps"] == full["steps"] == 40
-    strip = lambda curve: [{k: v for k, v in p.items() if "seconds" not in k} for p in curve]   # noqa: E731
-    assert strip(cut["curve"]) == strip(full["curve"])         # the same scores at every evaluation
-    assert [p["step"] for p in cut["curve"]] == list(range(0, 41, 4))
-    assert not (tmp_path / "cut" / "dit" / "curve_partial.json").exists()
+    assert "race: dit_seed0 already finished" in again.stdout and "race: dit_seed1 resumes at step" in again.stdout
+    for seed in (0, 1):
+        full, cut = (json.loads((tmp_path / n / f"dit_seed{seed}.json").read_text()) for n in ("full", "cut"))
+        assert cut["steps"] == full["steps"] == 20
+        strip = lambda curve: [{k: v for k, v in p.items() if "seconds" not in k} for p in curve]   # noqa: E731
+        assert strip(cut["curve"]) == strip(full["curve"])     # the same scores at every evaluation
+        assert cut["final"] == full["final"]
+        assert [p["step"] for p in cut["curve"]] == list(range(0, 21, 4))
+    assert not (tmp_path / "cut" / "dit_seed1" / "curve_partial.json").exists()
 
 
 def test_learning_rate_sweep_picks_by_its_declared_rule(tmp_path, monkeypatch):
@@ -107,6 +166,7 @@ def test_learning_rate_sweep_picks_by_its_declared_rule(tmp_path, monkeypatch):
     import mdt_teach.sweep as sweep
 
     monkeypatch.setattr(sweep, "SWEEP", {("DiT-T/4", "adamw"): (1e-3, 3e-3)})
+    monkeypatch.setattr(sweep, "EXTEND", 0)          # the edge rule has its own test
     small = {"depth": 2, "hidden_size": 32, "num_heads": 2}
     summary = sweep.run_sweep(tmp_path / "race", budget=0.01, batch_size=8, n=16, work=tmp_path / "runs",
                               model_args=small)
@@ -118,3 +178,32 @@ def test_learning_rate_sweep_picks_by_its_declared_rule(tmp_path, monkeypatch):
     rec = lambda lr, fd, two: {"lr": lr, "curve": [{"fd_smileys": fd, "two_eyes": two}]}   # noqa: E731
     assert sweep.winner([rec(1e-3, 10.0, 0.1), rec(2e-3, 10.3, 0.2), rec(4e-3, 12.0, 0.9)])["lr"] == 2e-3
     assert sweep.winner([rec(1e-3, 10.0, 0.2), rec(2e-3, 10.3, 0.2)])["lr"] == 1e-3
+
+
+def test_a_sweep_winner_at_the_edge_of_its_grid_extends_the_grid():
+    import mdt_teach.sweep as sweep
+    rec = lambda lr, fd, two=0.0: {"lr": lr, "curve": [{"fd_smileys": fd, "two_eyes": two}]}   # noqa: E731
+    assert sweep.next_lr([rec(1e-3, 50.0), rec(2e-3, 40.0)], extended=0) == 4e-3       # top edge: double
+    assert sweep.next_lr([rec(1e-3, 30.0), rec(2e-3, 40.0)], extended=0) == 5e-4       # bottom edge: halve
+    assert sweep.next_lr([rec(1e-3, 50.0), rec(2e-3, 40.0), rec(4e-3, 45.0)], extended=1) is None   # inside
+    assert sweep.next_lr([rec(1e-3, 50.0), rec(2e-3, 40.0)], extended=sweep.EXTEND) is None        # enough
+
+
+def test_variants_timed_later_share_the_first_calibrations_clock(monkeypatch, tmp_path):
+    """A variant calibrated in a later session is timed beside one already known and rescaled to its clock."""
+    import mdt_teach.race as race
+    monkeypatch.setattr(race, "calibrate", lambda vs, *a, **k: {v.name: {"dit": 0.3, "mdt": 0.9}[v.name] for v in vs})
+    more = race.calibrate_more([VARIANTS["mdt"]], {"dit": 0.2}, [VARIANTS["dit"]], tmp_path, 8)
+    assert more == {"mdt": pytest.approx(0.6)}                 # the machine runs 1.5× slower now: 0.9 / 1.5
+    assert race.calibrate_more([VARIANTS["mdt"]], {}, [], tmp_path, 8) == {"mdt": 0.9}
+
+
+def test_the_gpu_preset_races_s2_models_in_the_256_token_regime():
+    from mdt_teach.models import build_model
+    from mdt_teach.race import gpu_preset
+    variants, settings = gpu_preset(require_gpu=False)
+    assert [v.name for v in variants] == ["dit", "mdtv2", "mdtv2_mask0"] and all(v.seeds == (0,) for v in variants)
+    assert [v.model for v in variants] == ["DiT-S/2", "MDTv2-S/2", "MDTv2-S/2"]
+    assert build_model("MDTv2-S/2", input_size=32).x_embedder.num_patches == 256     # 16 × 16 tokens
+    assert variants[2].overrides["model_args"]["mask_ratio"] == 0.0 and variants[1].overrides["lr"] == SWEPT_LR["MDTv2-T/4 adamw"]
+    assert 3 * settings.budget <= 6 and settings.n_final == 1024

@@ -8,11 +8,10 @@ import torch
 from mdt_teach.data import smileys_batch
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.models import build_model
-from mdt_teach.race import with_calibrated_seconds
 from mdt_teach.viz.core import FigureWidget, figure_to_array
 from mdt_teach.viz.diffusion import forward_process_widget
 from mdt_teach.viz.images import save_grid
-from mdt_teach.viz.race import point_at, race_widget
+from mdt_teach.viz.race import point_at, race_widget, render_curves, render_funnel, seed_band
 from mdt_teach.viz.sampling import cfg_widget, constant_guidance_grid, render_cfg
 
 
@@ -69,27 +68,44 @@ def test_constant_guidance_grid_is_reused_until_the_weights_change():
 
 @pytest.fixture
 def race_folder(tmp_path):
+    """Two seeds of DiT and one of MDTv2, each with a curve, its sample grids and a final block."""
     images, _ = smileys_batch(4, seed=0)
     records = {}
-    for name, per_step, scores in [("dit", 0.1, [0.0, 0.1, 0.2]), ("mdtv2", 0.2, [0.0, 0.3, 0.5])]:
-        (tmp_path / name).mkdir()
+    for name, seed, per_step, scores in [("dit", 0, 0.1, [0.0, 0.1, 0.2]), ("dit", 1, 0.1, [0.0, 0.3, 0.4]),
+                                         ("mdtv2", 0, 0.2, [0.0, 0.3, 0.5])]:
+        stem = f"{name}_seed{seed}"
+        (tmp_path / stem).mkdir()
         curve = []
         for step, score in zip([0, 10, 20], scores):
-            save_grid(images * (1 - score), tmp_path / name / f"step_{step:06d}.png", nrow=4)
-            curve.append({"step": step, "seconds": step * per_step, "two_eyes": score, "fd_smileys": 50 - 100 * score})
-        rec = {"label": name, "curve": curve}
-        records[name] = with_calibrated_seconds(rec, per_step)
-        (tmp_path / f"{name}.json").write_text(json.dumps(rec))
+            save_grid(images * (1 - score), tmp_path / stem / f"step_{step:06d}.png", nrow=4)
+            funnel = {"funnel_face_found": 0.9, "funnel_two_eyes": 0.5 + score / 2, "funnel_passed": score}
+            curve.append({"step": step, "seconds": step * per_step * 1.2, "cal_seconds": step * per_step,
+                          "two_eyes": score, "fd_smileys": 50 - 100 * score, **funnel})
+        records[stem] = {"name": name, "seed": seed, "label": name, "curve": curve, "final": curve[-1]}
+        (tmp_path / f"{stem}.json").write_text(json.dumps(records[stem]))
     return tmp_path, records
 
 
 def test_race_widget_follows_steps_and_time(race_folder):
     folder, records = race_folder
-    assert point_at(records["mdtv2"], 15, "steps")["step"] == 10
-    assert point_at(records["mdtv2"], 3.9, "seconds")["step"] == 10  # 20 steps cost 4 s at 0.2 s/step
+    assert point_at(records["mdtv2_seed0"], 15, "steps")["step"] == 10
+    assert point_at(records["mdtv2_seed0"], 3.9 / 60, "seconds")["step"] == 10  # 20 steps cost 4 s at 0.2 s/step
     w = race_widget(records, folder, static=False)
-    assert _moved(w, "progress", 20)
-    assert _moved(w, "axis", "seconds")
+    assert _moved(w, "fraction", 1.0)
+    assert _moved(w, "axis", "steps")
+
+
+def test_race_curves_show_the_mean_over_seeds_and_their_range(race_folder):
+    _, records = race_folder
+    x, mean, lo, hi = seed_band(records, "dit", "two_eyes", "steps")
+    assert x.tolist() == [0, 10, 20] and np.allclose(mean, [0.0, 0.2, 0.3])
+    assert np.allclose(lo, [0.0, 0.1, 0.2]) and np.allclose(hi, [0.0, 0.3, 0.4])
+    assert seed_band(records, "mdtv2", "two_eyes", "seconds")[0].tolist() == [0, 2 / 60, 4 / 60]
+    fig = render_curves(records)
+    assert len(fig.axes[0].collections) == 1                 # one band: only DiT has more than one seed
+    fig = render_funnel(records, minutes=1 / 60)              # the evaluation nearest 1 minute: step 10 of DiT
+    bars = [b.get_height() for b in fig.axes[0].patches]
+    assert np.allclose(bars[:3], [0.9, 0.6, 0.2])             # DiT's funnel, mean over its two seeds at step 10
 
 
 def test_widget_figures_are_png_bytes_whatever_the_backend(tmp_path):

@@ -1,5 +1,6 @@
-"""Lesson 08's widget: a slider over training progress shows each model's EMA samples side by side with
-its two-eyes and FD-smileys curves, at equal steps or at equal (calibrated) wall-clock."""
+"""Lesson 08's figures: the race's curves with a band over seeds, the two-eyes funnel (where a model fails),
+and a slider over training progress that shows each model's EMA samples beside its curves, at equal steps or
+at equal (calibrated) wall-clock."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,42 +13,116 @@ from mdt_teach.race import curve_array
 from mdt_teach.viz import core
 
 AXES = {"steps": 0, "seconds": 1}
+FUNNEL = [("funnel_face_found", "face found"), ("funnel_two_eyes", "two eye blobs"),
+          ("funnel_passed", "symmetric, mouth below\n(= two-eyes)")]
+
+
+def runs_of(records: dict, name: str) -> list[dict]:
+    """The records of variant `name` (one per seed), by seed."""
+    return sorted((r for r in records.values() if r.get("name", name) == name), key=lambda r: r.get("seed", 0))
+
+
+def seed_band(records: dict, name: str, key: str, axis: str = "steps"):
+    """(x, mean, min, max) of `key` over the seeds of `name` at its evaluations (every seed evaluates at the same
+    steps: the same budget and calibrated speed); x in steps or calibrated minutes."""
+    runs = runs_of(records, name)
+    n = min(len(r["curve"]) for r in runs)
+    x = curve_array(runs[0], key)[AXES[axis]][:n]
+    values = np.stack([curve_array(r, key)[2][:n] for r in runs])
+    return (x if axis == "steps" else x / 60), values.mean(0), values.min(0), values.max(0)
+
+
+def plot_bands(ax, records: dict, names, key: str, axis: str = "steps"):
+    """One line per variant (the mean over seeds) with its min–max band over seeds shaded."""
+    for name in names:
+        x, mean, lo, hi = seed_band(records, name, key, axis)
+        seeds = len(runs_of(records, name))
+        (line,) = ax.plot(x, mean, marker=".", ms=3, label=f"{runs_of(records, name)[0]['label']} ({seeds} seed"
+                          f"{'s' if seeds > 1 else ''})")
+        if seeds > 1:
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("training step" if axis == "steps" else "training minutes (calibrated)")
+
+
+def render_curves(records: dict, names=None, axis: str = "seconds", targets=(0.25, 0.5, 0.75)):
+    """Figure: two-eyes and FD-smileys along training, mean over seeds with the seeds' range shaded; dotted lines
+    at the two-eyes targets."""
+    names = list(names or dict.fromkeys(r["name"] for r in records.values()))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, (key, title) in zip(axes, [("two_eyes", "two-eyes score ↑"), ("fd_smileys", "FD-smileys ↓")]):
+        plot_bands(ax, records, names, key, axis)
+        ax.set_title(title)
+    for t in targets:
+        axes[0].axhline(t, color="grey", lw=0.6, ls=":")
+    axes[1].set_yscale("log")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def render_funnel(records: dict, names=None, minutes: float | None = None):
+    """Figure: the two-eyes funnel per variant (face found → two eye blobs → symmetric), the mean over seeds
+    with the seeds' range as error bars; at the end of the race (its larger final sample) or at the evaluation
+    nearest `minutes` of calibrated training."""
+    names = list(names or dict.fromkeys(r["name"] for r in records.values()))
+    fig, ax = plt.subplots(figsize=(8, 3.4))
+    width = 0.8 / len(names)
+    for i, name in enumerate(names):
+        runs = runs_of(records, name)
+        if minutes is None:
+            points = [r.get("final") or r["curve"][-1] for r in runs]
+        else:
+            points = [min(r["curve"], key=lambda p: abs(p["cal_seconds"] / 60 - minutes)) for r in runs]
+        values = np.array([[p[k] for k, _ in FUNNEL] for p in points])
+        mean = values.mean(0)
+        err = np.stack([mean - values.min(0), values.max(0) - mean])
+        ax.bar(np.arange(len(FUNNEL)) + (i - (len(names) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
+               label=runs[0]["label"])
+    ax.set_xticks(np.arange(len(FUNNEL)), [label for _, label in FUNNEL], fontsize=8)
+    ax.set(ylim=(0, 1), ylabel="fraction of samples",
+           title="the funnel at the end of the race" if minutes is None else f"the funnel after {minutes:g} min")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
 
 def point_at(record: dict, progress: float, axis: str = "steps") -> dict:
-    """The last evaluation of `record` at or before `progress` (a step count or calibrated seconds)."""
+    """The last evaluation of `record` at or before `progress` (a step count or calibrated minutes)."""
     where = curve_array(record, "two_eyes")[AXES[axis]]
+    where = where if axis == "steps" else where / 60
     i = int(np.searchsorted(where, progress, side="right")) - 1
     return record["curve"][max(i, 0)]
 
 
-def grid_image(folder: Path, name: str, step: int) -> np.ndarray | None:
-    """The sample grid the race saved for `name` at `step` (None when it is not there)."""
-    path = Path(folder) / name / f"step_{step:06d}.png"
+def grid_image(folder: Path, stem: str, step: int) -> np.ndarray | None:
+    """The sample grid the race saved for run `stem` at `step` (None when it is not there)."""
+    path = Path(folder) / stem / f"step_{step:06d}.png"
     return np.asarray(Image.open(path).convert("RGB")) if path.exists() else None
 
 
-def render_race(progress: float, records: dict, folder, axis: str = "steps", names=None):
-    """Figure: one row of sample grids (one per model, at `progress`) above the two-eyes and FD curves."""
-    names = list(names or records)
+def render_race(fraction: float, records: dict, folder, axis: str = "steps", names=None):
+    """Figure: one row of sample grids (seed 0 of each model) above the two-eyes and FD curves, at `fraction`
+    of the race (0 to 1) in steps or in calibrated minutes."""
+    names = list(names or dict.fromkeys(r["name"] for r in records.values()))
+    end = max(curve_array(r, "two_eyes")[AXES[axis]][-1] for r in records.values() if r["name"] in names)
+    progress = fraction * (end if axis == "steps" else end / 60)
     fig = plt.figure(figsize=(11, 5.2))
     grid = fig.add_gridspec(2, len(names), height_ratios=[1, 1.6])
+    stems = {r["name"]: stem for stem, r in sorted(records.items(), key=lambda kv: -kv[1].get("seed", 0))}
     for col, name in enumerate(names):
-        point = point_at(records[name], progress, axis)
+        record = records[stems[name]]
+        point = point_at(record, progress, axis)
         ax = fig.add_subplot(grid[0, col])
-        img = grid_image(folder, name, point["step"])
+        img = grid_image(folder, stems[name], point["step"])
         if img is not None:
             ax.imshow(img)
-        ax.set_title(f"{records[name]['label']}\nstep {point['step']} · two-eyes {point['two_eyes']:.0%}",
-                     fontsize=8)
+        ax.set_title(f"{record['label']}\nstep {point['step']} · two-eyes {point['two_eyes']:.0%}", fontsize=8)
         ax.axis("off")
     for col, (key, title) in enumerate([("two_eyes", "two-eyes score ↑"), ("fd_smileys", "FD-smileys ↓")]):
         ax = fig.add_subplot(grid[1, col * len(names) // 2:(col + 1) * len(names) // 2])
-        for name in names:
-            x = curve_array(records[name], key)[AXES[axis]]
-            ax.plot(x, curve_array(records[name], key)[2], label=records[name]["label"], marker=".", ms=3)
+        plot_bands(ax, records, names, key, axis)
         ax.axvline(progress, color="grey", lw=0.8)
-        ax.set(title=title, xlabel="training step" if axis == "steps" else "seconds (calibrated)")
+        ax.set_title(title)
         if key == "fd_smileys":
             ax.set_yscale("log")
         ax.legend(fontsize=7)
@@ -56,14 +131,13 @@ def render_race(progress: float, records: dict, folder, axis: str = "steps", nam
 
 
 def race_widget(records: dict, folder, names=None, static: bool | None = None):
-    """Slider over progress (steps or seconds, chosen with a dropdown) redrawing `render_race`."""
-    max_step = max(curve_array(r, "two_eyes")[0][-1] for r in records.values())
-    max_sec = max(curve_array(r, "two_eyes")[1][-1] for r in records.values())
+    """Slider over the race's progress (a fraction of the longest run, in steps or calibrated minutes chosen with
+    a dropdown) redrawing `render_race`."""
     controls = {}
     if core.widgets is not None:
-        controls["axis"] = core.widgets.Dropdown(options=list(AXES), value="steps", description="compare at")
-        controls["progress"] = core.widgets.FloatSlider(value=max_step / 2, min=0, max=max(max_step, max_sec), step=1,
-                                                   description="progress", continuous_update=False)
-    settings = [{"progress": f * max_step, "axis": "steps"} for f in (0.1, 0.5, 1.0)]
+        controls["axis"] = core.widgets.Dropdown(options=list(AXES), value="seconds", description="compare at")
+        controls["fraction"] = core.widgets.FloatSlider(value=0.5, min=0, max=1, step=0.05, description="progress",
+                                                        continuous_update=False)
+    settings = [{"fraction": f, "axis": "seconds"} for f in (0.1, 0.5, 1.0)]
     return core.show(render_race, controls, settings, fixed={"records": records, "folder": folder, "names": names},
-                static=static)
+                     static=static)
