@@ -119,8 +119,9 @@ def summarize(records: dict[str, dict], baseline: str = BASELINE) -> dict:
 
 def ablation(models: dict) -> dict:
     """What the mask-0 variant attributes to masking itself, per target and axis: masking's own speed-up
-    (mask-0's time / MDTv2's), the rest (DiT's / mask-0's), and masking's share of MDTv2's speed-up in log
-    terms, log(masking) / log(total), when all three times are exact and MDTv2 is faster than DiT."""
+    (mask-0's mean time / MDTv2's), the rest (DiT's / mask-0's), their product MDTv2's total, and masking's
+    share of it in log terms, log(masking) / log(total). Each factor needs both of its runs to reach the
+    target in every seed (else None); the share needs all three, and MDTv2 faster than DiT."""
     if not {"dit", "mdtv2", "mdtv2_mask0"} <= set(models):
         return {}
     out = {}
@@ -128,13 +129,13 @@ def ablation(models: dict) -> dict:
         rows = {n: models[n]["targets"][target] for n in ("dit", "mdtv2", "mdtv2_mask0")}
         out[target] = {}
         for axis in ("steps", "seconds"):
-            if any(r["reached"] < r["runs"] for r in rows.values()):
-                out[target][axis] = None
-                continue
-            dit, v2, m0 = (rows[n][axis]["mean"] for n in ("dit", "mdtv2", "mdtv2_mask0"))
-            total, masking = dit / v2, m0 / v2
-            out[target][axis] = {"masking": round(masking, 3), "rest": round(dit / m0, 3), "total": round(total, 3),
-                                 "masking_share": round(math.log(masking) / math.log(total), 3) if total > 1 else None}
+            t = {n: r[axis]["mean"] if r["reached"] == r["runs"] else None for n, r in rows.items()}
+            factor = lambda a, b: round(t[a] / t[b], 3) if t[a] and t[b] else None   # noqa: E731
+            total, masking = factor("dit", "mdtv2"), factor("mdtv2_mask0", "mdtv2")
+            share = (round(math.log(masking) / math.log(total), 3)
+                     if total and masking and total > 1 else None)
+            out[target][axis] = {"masking": masking, "rest": factor("dit", "mdtv2_mask0"), "total": total,
+                                 "masking_share": share}
     return out
 
 
@@ -168,15 +169,19 @@ def format_table(summary: dict) -> str:
     """Plain-text tables for the terminal and the notes: the finals, then each target."""
     models = summary.get("models", {})
     lines = [f"{'model':22s} {'seeds':>5s} {'steps':>6s} {'two-eyes':>13s} {'FD-smileys':>13s} {'probe':>11s}"]
-    pm = lambda s, pct: "—" if s["mean"] is None else (                                    # noqa: E731
-        f"{s['mean']:.1%} ± {s['std']:.1%}" if pct else f"{s['mean']:.2f} ± {s['std']:.2f}")
+    def pm(s: dict, pct: bool) -> str:
+        """mean ± std over seeds (the mean alone for one seed)."""
+        if s["mean"] is None:
+            return "—"
+        f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.2f}")                      # noqa: E731
+        return f(s["mean"]) + (f" ± {f(s['std'])}" if len(s["per_seed"]) > 1 else "")
+
     for row in models.values():
         f = row["final"]
         lines.append(f"{row['label']:22s} {len(row['seeds']):5d} {row['steps']:6d} {pm(f['two_eyes'], True):>13s} "
                      f"{pm(f['fd_smileys'], False):>13s} {pm(f['probe_eye'], True):>11s}")
     for target, goal in summary.get("targets", {}).items():
-        lines.append(f"\ntarget {target} ({goal['metric']} {'≤' if goal['metric'] == 'fd_smileys' else '≥'} "
-                     f"{goal['value']:g})")
+        lines.append(f"\ntarget {target}: {target_title(goal)}")
         lines.append(f"{'model':22s} {'steps':>16s} {'×steps':>18s} {'time':>18s} {'×time':>18s}")
         for row in models.values():
             t = row["targets"][target]
@@ -185,10 +190,17 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def target_title(goal: dict) -> str:
+    """"two-eyes ≥ 50%" or "FD-smileys ≤ 29.7" for a target of the summary."""
+    if goal["metric"] == "two_eyes":
+        return f"two-eyes ≥ {goal['value']:.0%}"
+    return f"FD-smileys ≤ {goal['value']:.1f}"
+
+
 def markdown_table(summary: dict, axis: str = "seconds") -> str:
     """The README's table: per variant, the time to each target and the ratio to DiT at that `axis`."""
     names = list(summary["targets"])
-    head = "| model | seeds | " + " | ".join(n.replace("_", " ") for n in names) + " |"
+    head = "| model | seeds | " + " | ".join(target_title(summary["targets"][n]) for n in names) + " |"
     rows = [head, "|" + "---|" * (len(names) + 2)]
     for row in summary["models"].values():
         cells = [f"{fmt_time(row['targets'][n], axis)} ({fmt_ratio(row['targets'][n]['speedup_' + axis])})"

@@ -67,11 +67,14 @@ def test_a_variant_that_never_arrives_is_censored_and_its_ratio_is_an_upper_boun
 
 def test_the_ablation_splits_mdtv2s_speedup_between_masking_and_the_rest():
     runs = {"dit_seed0": _record("dit", [(0, 0.0, 50.0), (800, 0.5, 5.0)], 0.1),
-            "mdtv2_seed0": _record("mdtv2", [(0, 0.0, 50.0), (100, 0.5, 5.0)], 0.1),
-            "mdtv2_mask0_seed0": _record("mdtv2_mask0", [(0, 0.0, 50.0), (200, 0.5, 5.0)], 0.1)}
-    share = rs.summarize(runs)["ablation"]["two_eyes_50"]["steps"]
+            "mdtv2_seed0": _record("mdtv2", [(0, 0.0, 50.0), (100, 0.5, 5.0), (300, 0.75, 4.0)], 0.1),
+            "mdtv2_mask0_seed0": _record("mdtv2_mask0", [(0, 0.0, 50.0), (200, 0.5, 5.0), (450, 0.75, 4.0)], 0.1)}
+    ablation = rs.summarize(runs)["ablation"]
+    share = ablation["two_eyes_50"]["steps"]
     assert (share["total"], share["masking"], share["rest"]) == (8.0, 2.0, 4.0)
     assert share["masking_share"] == round(1 / 3, 3)                         # log 2 / log 8
+    # DiT never reaches 75%: masking's own factor still stands, the rest, the total and the share do not
+    assert ablation["two_eyes_75"]["steps"] == {"masking": 1.5, "rest": None, "total": None, "masking_share": None}
 
 
 def test_variants_race_at_the_sweeps_learning_rates():
@@ -207,3 +210,35 @@ def test_the_gpu_preset_races_s2_models_in_the_256_token_regime():
     assert build_model("MDTv2-S/2", input_size=32).x_embedder.num_patches == 256     # 16 × 16 tokens
     assert variants[2].overrides["model_args"]["mask_ratio"] == 0.0 and variants[1].overrides["lr"] == SWEPT_LR["MDTv2-T/4 adamw"]
     assert 3 * settings.budget <= 6 and settings.n_final == 1024
+
+
+def test_the_readme_states_the_committed_race_table():
+    """The README's race tables are `markdown_table` of data/race/cpu/summary.json, at equal time and steps."""
+    from pathlib import Path
+    summary = json.loads(data_file("race/cpu/summary.json").read_text())
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for axis in ("seconds", "steps"):
+        table = rs.markdown_table(summary, axis)
+        assert table in readme, f"README.md should hold the race table at equal {axis}:\n{table}"
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["race", "--seeds", "0,a"], "--seeds takes comma-separated non-negative integers"),
+    (["race", "--seeds", "-1"], "--seeds takes comma-separated non-negative integers"),
+    (["race", "--variants", "dit,gpt"], "unknown race variant(s) gpt"),
+    (["race", "--eval-minutes", "0"], "--eval-minutes"),
+    (["race", "--final-samples", "-1"], "--final-samples must be 0"),
+    (["race", "--preset", "gpu"], "--preset gpu needs a CUDA GPU"),
+    (["race", "--summarize", "--out", "empty"], "no finished race runs in empty"),
+])
+def test_bad_race_input_is_one_line_and_trains_nothing(argv, match, tmp_path, monkeypatch, capsys):
+    from mdt_teach.cli import main
+    from mdt_teach.config import detect_capabilities
+    if "gpu" in argv and detect_capabilities().cuda:
+        pytest.skip("this machine has a GPU")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("mdt-teach race: ") and match in err[0], err
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"] and not any((tmp_path / "empty").iterdir())
