@@ -314,6 +314,7 @@ def summarize_folder(out: Path, settings: RaceSettings, label: str = "cpu") -> d
     if not records:
         raise FileNotFoundError(f"no finished race runs in {out}: run `mdt-teach race --out {out}` first")
     summary = summarize(records)
+    summary["runs"] = list(records)
     cal_path = out / "calibration.json"
     summary.update(label=label, settings=settings.__dict__, threads=torch.get_num_threads(),
                    calibration=json.loads(cal_path.read_text()) if cal_path.exists() else {},
@@ -324,14 +325,14 @@ def summarize_folder(out: Path, settings: RaceSettings, label: str = "cpu") -> d
 
 
 def load_results(folder: Path) -> tuple[dict, dict]:
-    """(summary, {variant: record}) of a finished race folder, e.g. data/race/cpu (lesson 08)."""
+    """(summary, {run: record}) of a race folder, e.g. data/race/cpu (lesson 08): the runs the summary was made
+    from, so that a run finished (and committed) after the last `--summarize` waits for the next one."""
     folder = Path(folder)
     if not (folder / "summary.json").exists():
         raise FileNotFoundError(f"no race results in {folder}: run `mdt-teach race --out {folder}` first")
     summary = json.loads((folder / "summary.json").read_text())
-    records = {p.stem: json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))
-               if p.stem not in ("summary", "calibration")}
-    return summary, records
+    stems = summary.get("runs") or [p.stem for p in sorted(folder.glob("*_seed*.json"))]
+    return summary, {stem: json.loads((folder / f"{stem}.json").read_text()) for stem in stems}
 
 
 def curve_array(record: dict, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -9,7 +9,8 @@ import time
 import pytest
 
 import mdt_teach.race_summary as rs
-from mdt_teach.race import SEEDS, SWEPT_LR, VARIANTS, RaceSettings, Variant, parse_variants, run_race, schedule
+from mdt_teach.race import (SEEDS, SWEPT_LR, VARIANTS, RaceSettings, Variant, load_results, parse_variants,
+                             run_race, schedule)
 from mdt_teach.resources import data_file
 
 
@@ -122,6 +123,9 @@ def test_miniature_race_end_to_end(tmp_path):
     # resumable: a second call reuses the finished runs and the calibration
     again = run_race(out, settings, variants, work=work)
     assert again["models"] == summary["models"]
+    # the results are the runs the summary was made from: one finished later waits for the next summary
+    (out / "mdtv2_seed1.json").write_text((out / "mdtv2_seed0.json").read_text())
+    assert sorted(load_results(out)[1]) == ["dit_seed0", "dit_seed1", "mdtv2_seed0"]
     with pytest.raises(ValueError, match="other settings"):      # a finished run of another budget is refused
         run_race(out, RaceSettings(budget=0.05, batch_size=8, eval_minutes=0.005, n=16, n_final=32), variants,
                  work=work)
