@@ -120,6 +120,9 @@ race_widget(live_records, live_dir)
 # ## Step 3 · the committed race
 # `mdt-teach race` ran on a 2-core CPU and committed every (model, seed) as its own file under
 # `data/race/cpu/` (a stopped race continues where it stopped), with `summary.json` computed from them.
+# The race runs in phases, hours each: the summary below holds what had finished when it was last
+# written (the first line says how many runs), and everything after it — tables, figures, conclusion —
+# is computed from those runs. With one seed per model, read the numbers as one draw, not a mean.
 
 # %%
 from mdt_teach.race_summary import format_table
@@ -248,7 +251,7 @@ for name in ("dit", "mdtv2", "mdtv2_mask0"):
 # terms. Per minute its share is larger (roughly half), in part because hiding 30–50% of the tokens makes
 # the second pass cheaper: an MDTv2 step costs about 1.2× less than a mask-0 step (seconds per step above). What "everything else" holds — the shortcuts and
 # side-interpolater, a second pass per step, Min-SNR-5 and gradient clipping — this comparison does not
-# split; the single-seed variants (MDT v1, DiT + Min-SNR-5) begin to.
+# split; the single-seed variants (MDT v1, DiT + Min-SNR-5, still to run) will begin to.
 #
 # **FD and two-eyes disagree early, and the funnel says why.** For its first minutes DiT has the lower
 # FD: it paints face-shaped discs with dark blobs quickly. But at 3 minutes almost none of its samples
