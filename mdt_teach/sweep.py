@@ -80,10 +80,10 @@ def run_sweep(out: Path, budget: float, seed: int = 0, batch_size: int = 32, n: 
         write_json(cal_path, per_step)
     summary = {"rule": SWEEP_RULE, "budget_minutes": budget, "seed": seed, "batch_size": batch_size,
                "eval_samples": n, "sampler": f"{method} {sample_steps}", "groups": {}}
+    settings = RaceSettings(budget, batch_size, eval_minutes=budget, n=n, n_final=0, sample_steps=sample_steps,
+                            method=method, probe_every=0, final_probe_faces=0)   # one evaluation, at the end
     for (model, opt), runs in groups.items():
-        steps = max(1, int(60 * budget / per_step[f"{model} {opt}"]))
-        settings = RaceSettings(budget, batch_size, eval_minutes=budget, n=n, n_final=0, sample_steps=sample_steps,
-                                method=method, probe_every=0, final_probe_faces=0)   # one evaluation, at the end
+        steps = settings.steps(per_step[f"{model} {opt}"])
         run = lambda v: _run_once(v, folder, work, per_step[f"{model} {opt}"], seed, settings)  # noqa: E731
         records = [run(v) for v in runs]
         extended = 0
