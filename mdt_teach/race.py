@@ -26,7 +26,7 @@ from .config import detect_capabilities, wait_for
 from .checkpoint import list_checkpoints, read_checkpoint, latest_checkpoint, write_json
 from .metrics import score_smileys
 from .probe import missing_eye_probe, wilson_interval
-from .race_summary import format_table, summarize
+from .race_summary import BASELINE, format_table, summarize
 from .recipe import TrainConfig
 from .sampling import generate
 from .train import Trainer
@@ -174,15 +174,22 @@ def calibrate(variants: list[Variant], work: Path, seed: int, batch_size: int, r
     return {name: float(np.median(ts)) for name, ts in times.items()}
 
 
-def calibrate_more(variants: list[Variant], known: dict, timed_before: list[Variant], work: Path,
+def calibrate_more(variants: list[Variant], known: dict, reference: Variant | None, work: Path,
                    batch_size: int) -> dict:
     """Seconds per step of `variants` on the scale of `known`, timed earlier (another session, maybe another
-    machine): the first of `timed_before` (variants with a known time) is timed again beside them and the new
-    times are rescaled by (its known time / its time now), so that every variant of a race shares one clock."""
-    reference = timed_before[0] if timed_before else None
+    machine): `reference`, a variant with a known time, is timed again beside them and the new times are
+    rescaled by (its known time / its time now), so that every variant of a race shares one clock."""
     timed = calibrate(variants + ([reference] if reference else []), work, 0, batch_size)
     scale = known[reference.name] / timed[reference.name] if reference else 1.0
     return {v.name: timed[v.name] * scale for v in variants}
+
+
+def clock_reference(known: dict, variants: list[Variant]) -> Variant | None:
+    """The variant to time again beside new ones (`calibrate_more`): DiT, the baseline, when its time is known,
+    else the first known one; a variant of this race's list wins over the registry's of the same name."""
+    by_name = {**VARIANTS, **{v.name: v for v in variants}}
+    names = sorted((n for n in known if n in by_name), key=lambda n: n != BASELINE)
+    return by_name[names[0]] if names else None
 
 
 @dataclass(frozen=True)
@@ -288,7 +295,7 @@ def run_race(out: Path, settings: RaceSettings = RaceSettings(), variants: list[
     missing = [v for v in variants if v.name not in per_step]
     if missing:
         print(f"race: timing {', '.join(v.name for v in missing)} round-robin (seconds per step)", flush=True)
-        per_step.update(calibrate_more(missing, per_step, [v for v in variants if v.name in per_step], work,
+        per_step.update(calibrate_more(missing, per_step, clock_reference(per_step, variants), work,
                                        settings.batch_size))
         write_json(cal_path, per_step)
     for v, seed in runs:

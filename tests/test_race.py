@@ -200,9 +200,28 @@ def test_variants_timed_later_share_the_first_calibrations_clock(monkeypatch, tm
     """A variant calibrated in a later session is timed beside one already known and rescaled to its clock."""
     import mdt_teach.race as race
     monkeypatch.setattr(race, "calibrate", lambda vs, *a, **k: {v.name: {"dit": 0.3, "mdt": 0.9}[v.name] for v in vs})
-    more = race.calibrate_more([VARIANTS["mdt"]], {"dit": 0.2}, [VARIANTS["dit"]], tmp_path, 8)
+    more = race.calibrate_more([VARIANTS["mdt"]], {"dit": 0.2}, VARIANTS["dit"], tmp_path, 8)
     assert more == {"mdt": pytest.approx(0.6)}                 # the machine runs 1.5× slower now: 0.9 / 1.5
-    assert race.calibrate_more([VARIANTS["mdt"]], {}, [], tmp_path, 8) == {"mdt": 0.9}
+    assert race.calibrate_more([VARIANTS["mdt"]], {}, None, tmp_path, 8) == {"mdt": 0.9}
+
+
+def test_a_race_of_only_new_variants_times_them_beside_the_known_baseline(monkeypatch, tmp_path):
+    """`mdt-teach race --variants mdt` after a race of DiT and MDTv2: the calibration file knows DiT, not MDT, so
+    DiT is timed again beside MDT and MDT's time is put on the file's clock (not left on today's machine's)."""
+    import mdt_teach.race as race
+    timed_together = []
+    def fake_calibrate(vs, *a, **k):
+        timed_together.append(sorted(v.name for v in vs))
+        return {v.name: {"dit": 0.3, "mdtv2": 0.6, "mdt": 0.9}[v.name] for v in vs}
+    monkeypatch.setattr(race, "calibrate", fake_calibrate)
+    monkeypatch.setattr(race, "run_variant", lambda *a, **k: None)
+    monkeypatch.setattr(race, "summarize_folder", lambda *a, **k: {})
+    (tmp_path / "calibration.json").write_text(json.dumps({"mdtv2": 0.5, "dit": 0.2}))
+    race.run_race(tmp_path, RaceSettings(), [VARIANTS["mdt"]], work=tmp_path / "runs")
+    assert timed_together == [["dit", "mdt"]]                   # the baseline first, though listed second
+    assert json.loads((tmp_path / "calibration.json").read_text()) == {"mdtv2": 0.5, "dit": 0.2,
+                                                                        "mdt": pytest.approx(0.6)}
+    assert race.clock_reference({}, [VARIANTS["mdt"]]) is None
 
 
 def test_the_gpu_preset_races_s2_models_in_the_256_token_regime():
