@@ -120,12 +120,12 @@ race_widget(live_records, live_dir)
 # ## Step 3 · the committed race
 # `mdt-teach race` ran on a 2-core CPU and committed every (model, seed) as its own file under
 # `data/race/cpu/` (a stopped race continues where it stopped), with `summary.json` computed from them.
-# The race runs in phases, hours each: the summary below holds what had finished when it was last
-# written (the first line says how many runs), and everything after it — tables, figures, conclusion —
-# is computed from those runs. With one seed per model, read the numbers as one draw, not a mean.
+# It ran in three phases over two sessions: three seeds of DiT, MDTv2 and MDTv2 with mask ratio 0 (the
+# contestants the conclusion rests on), then one seed of MDT v1, DiT + Min-SNR-5 and MDTv2 + Adan.
+# Everything below — tables, figures, conclusion — is computed from the runs the summary lists.
 
 # %%
-from mdt_teach.race_summary import format_table
+from mdt_teach.race_summary import format_table, target_title
 
 summary, records = load_results(data_file("race/cpu/summary.json").parent)
 st = summary["settings"]
@@ -143,13 +143,14 @@ print(f"evaluations every {st['eval_minutes']:g} min on {st['n']} samples ({st['
 # %%
 import matplotlib.pyplot as plt
 
-from mdt_teach.viz.race import render_curves, render_funnel
+from mdt_teach.viz.race import render_curves, render_funnel, runs_of
 
-render_curves(records, axis="seconds")
+MAIN = ["dit", "mdtv2", "mdtv2_mask0"]   # the three seeds-each contestants
+render_curves(records, MAIN, axis="seconds")
 plt.show()
 
 # %%
-render_curves(records, axis="steps")
+render_curves(records, MAIN, axis="steps")
 plt.show()
 
 # %% [markdown]
@@ -180,17 +181,64 @@ for target, axes in summary["ablation"].items():
               f"{fmt(a['rest'])}   masking's share {share}")
 
 # %% [markdown]
+# ## The other ingredients, one seed each
+# Three more contestants raced seed 0 only: **MDT v1** (masking with the side-interpolater, no shortcuts, no
+# weighting), **DiT + Min-SNR-5** (the loss weighting alone, on DiT) and **MDTv2 + Adan** (the official
+# optimizer at its own swept lr). Each is compared with the run it differs from, *of the same seed* — the
+# same data order and noise — so the ratio below is one paired draw, not a mean: DiT's three seeds above
+# spread by more than a minute on the same target.
+
+# %%
+from mdt_teach.race_summary import fmt_ratio, fmt_time, target_row, targets
+
+goals, m = targets(records), summary["models"]
+
+
+def versus(name: str, ref: str) -> dict:
+    """Target rows of `name` with its ratios taken against `ref` on the seeds both ran (paired by seed)."""
+    runs = {r["seed"]: r for r in records.values() if r["name"] == name}
+    base = {r["seed"]: r for r in records.values() if r["name"] == ref and r["seed"] in runs}
+    return {k: target_row(runs, base, *goals[k]) for k in goals}
+
+
+for name, ref in [("dit_minsnr", "dit"), ("mdt", "dit"), ("mdt", "mdtv2"), ("mdtv2_adan", "mdtv2")]:
+    rows = versus(name, ref)
+    print(f"{m[name]['label']} against {m[ref]['label']} (seed 0), time to each target (× the reference's time "
+          f"/ its own):")
+    print("   " + "   ".join(f"{target_title(summary['targets'][k])}: {fmt_time(r, 'seconds')} "
+                             f"({fmt_ratio(r['speedup_seconds'])})" for k, r in rows.items()))
+
+# %%
+render_curves(records, axis="seconds")   # all six: the single-seed variants as lines without a band
+plt.show()
+
+# %% [markdown]
+# **The weighting, not the mask.** DiT + Min-SNR-5 changes one thing in DiT — each timestep's loss weight,
+# min(SNR, 5) / SNR (lesson 07) — and becomes the fastest model of the race in wall-clock: 50% two-eyes in
+# 4.6 minutes, 75% in 7.6, 91% at the end with FD-smileys 5.3, all better than MDTv2's means (MDTv2 still
+# gets to 25% first, 1.6 minutes against 2.8: the masked head start). Per step it
+# is still slower than MDTv2 (about 1,600 steps to 50% against about 850), but its steps cost half as
+# much. A likely reason: Min-SNR-5 down-weights the nearly clean timesteps, so more of the gradient comes
+# from the noisy ones, where the layout of a face — where the eyes go — is decided.
+#
+# **MDT v1** masks but keeps DiT's uniform weighting and trains without gradient clipping: no faster than
+# DiT in time, and it stalls near 38% (its lr was not swept — MDTv2's AdamW lr may be too high for it).
+# **MDTv2 + Adan**, at the highest lr its sweep tried, tracks MDTv2 with AdamW: the same times to 25% and
+# 75%, a slower passage through 50%, the same end. One seed each: read these as one paired draw (DiT's
+# own seeds spread from 51% to 69% at the end), but a gap as large as Min-SNR's is not seed noise.
+
+# %% [markdown]
 # ## Where DiT fails: the funnel
 # The two-eyes checker passes a sample in three stages: a face is found, it has two dark eye blobs, and
 # they are symmetric at the same height with the mouth below. Early in the race, and then at the end
 # (on the larger final sample), where does each model lose its faces?
 
 # %%
-render_funnel(records, minutes=3)
+render_funnel(records, MAIN, minutes=3)
 plt.show()
 
 # %%
-render_funnel(records)
+render_funnel(records, MAIN)
 plt.show()
 
 # %% [markdown]
@@ -198,7 +246,7 @@ plt.show()
 # sample grids are seed 0's).
 
 # %%
-race_widget(records, data_file("race/cpu/summary.json").parent, names=["dit", "mdtv2", "mdtv2_mask0"])
+race_widget(records, data_file("race/cpu/summary.json").parent, names=MAIN)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -212,20 +260,55 @@ print("live race models:", ", ".join(sorted(live_summary["models"])))
 
 # %%
 m, ablation, cal = summary["models"], summary["ablation"], summary["calibration"]
-half = "two_eyes_50"
+early, half = "two_eyes_25", "two_eyes_50"
 speed = lambda name, target, axis: m[name]["targets"][target][f"speedup_{axis}"]   # noqa: E731
 for name in ("mdtv2", "mdtv2_mask0"):
     print(f"{m[name]['label']:20s} to 50% two-eyes: {speed(name, half, 'steps')['value']:.1f}× fewer steps, "
           f"{speed(name, half, 'seconds')['value']:.1f}× less time than DiT")
-finals = {n: m[n]["final"]["two_eyes"]["mean"] for n in m}
-print("final two-eyes (1024 samples): " + ", ".join(f"{m[n]['label']} {v:.0%}" for n, v in finals.items()))
-print(f"masking's own speed-up to 50%: {ablation[half]['steps']['masking']:.2f}× in steps, "
-      f"{ablation[half]['seconds']['masking']:.2f}× in time; seconds per step: MDTv2 {cal['mdtv2']:.3f}, "
-      f"mask-0 {cal['mdtv2_mask0']:.3f}, DiT {cal['dit']:.3f}")
-assert all(speed("mdtv2", k, "seconds")["value"] > 1 for k in ("two_eyes_25", half, "fd_dit_final"))
-assert m["dit"]["targets"]["two_eyes_75"]["reached"] == 0 and finals["mdtv2"] > finals["mdtv2_mask0"] > finals["dit"]
-assert 1 < ablation[half]["steps"]["masking"] < ablation[half]["steps"]["rest"]   # masking helps, the rest more
-assert ablation[half]["seconds"]["masking"] > ablation[half]["steps"]["masking"]  # per minute more: cheaper pass
+finals = {n: m[n]["final"]["two_eyes"]["mean"] for n in MAIN}
+print("final two-eyes (1024 samples, mean of 3 seeds): "
+      + ", ".join(f"{m[n]['label']} {v:.0%}" for n, v in finals.items()))
+for target in (early, half):
+    a = ablation[target]
+    print(f"masking's own speed-up to {summary['targets'][target]['value']:.0%}: {a['steps']['masking']:.2f}× in "
+          f"steps, {a['seconds']['masking']:.2f}× in time")
+pass_cost = cal["mdtv2_mask0"] / cal["mdtv2"]
+print(f"a mask-0 step costs {pass_cost:.2f}× an MDTv2 step ({cal['mdtv2_mask0']:.3f} s against {cal['mdtv2']:.3f})")
+
+
+def seeds_at_3_min(name: str, key: str) -> list[float]:
+    """`key` of each seed of `name` at the evaluation nearest 3 calibrated minutes."""
+    return [min(r["curve"], key=lambda p: abs(p["cal_seconds"] - 180))[key] for r in runs_of(records, name)]
+
+
+def at_3_min(name: str, key: str) -> float:
+    """The mean over seeds of `key` at 3 calibrated minutes."""
+    return sum(seeds_at_3_min(name, key)) / len(runs_of(records, name))
+
+
+for name in MAIN:
+    print(f"at 3 min, {m[name]['label']:20s} FD-smileys {at_3_min(name, 'fd_smileys'):5.1f}, two eye blobs "
+          f"{at_3_min(name, 'funnel_two_eyes'):4.0%}, two-eyes {at_3_min(name, 'two_eyes'):4.0%}, "
+          f"probe {at_3_min(name, 'probe_eye'):4.0%}")
+print("DiT's seeds end at " + ", ".join(f"{v:.0%}" for v in m["dit"]["final"]["two_eyes"]["per_seed"]))
+assert all(speed("mdtv2", k, "seconds")["min"] > 1 for k in (early, half, "fd_dit_final"))   # in every seed
+assert m["dit"]["targets"]["two_eyes_75"]["reached"] == 0 and m["mdtv2"]["targets"]["two_eyes_75"]["reached"] == 3
+assert finals["mdtv2"] > finals["mdtv2_mask0"] > finals["dit"]
+assert ablation[early]["steps"]["masking"] > 1.2                      # a head start per step ...
+assert abs(ablation[half]["steps"]["masking"] - 1) < 0.1 < ablation[half]["steps"]["rest"] - 3  # ... none by 50%
+assert abs(ablation[half]["seconds"]["masking"] / pass_cost - 1) < 0.1   # per minute: the cheaper masked pass
+assert at_3_min("dit", "two_eyes") < 0.1 < 0.3 < at_3_min("mdtv2", "two_eyes")
+assert abs(at_3_min("dit", "fd_smileys") / at_3_min("mdtv2", "fd_smileys") - 1) < 0.15   # same FD, not same eyes
+assert at_3_min("mdtv2", "probe_eye") > at_3_min("mdtv2_mask0", "probe_eye") + 0.15
+assert min(seeds_at_3_min("mdtv2", "probe_eye")) > max(seeds_at_3_min("mdtv2_mask0", "probe_eye"))
+t = lambda name, target, axis="seconds": m[name]["targets"][target][axis]["mean"]   # noqa: E731
+print(f"DiT + Min-SNR-5 to 50%: {t('dit_minsnr', half) / 60:.1f} min ({t('dit_minsnr', half, 'steps'):.0f} steps), "
+      f"MDTv2 {t('mdtv2', half) / 60:.1f} min ({t('mdtv2', half, 'steps'):.0f} steps); final two-eyes "
+      f"{m['dit_minsnr']['final']['two_eyes']['mean']:.0%}, FD-smileys {m['dit_minsnr']['final']['fd_smileys']['mean']:.1f}")
+assert all(t("dit_minsnr", k) < t("mdtv2", k) for k in (half, "two_eyes_75", "fd_dit_final"))   # the weighting ...
+assert t("mdtv2", half, "steps") < t("dit_minsnr", half, "steps")                                # ... per minute
+assert m["dit_minsnr"]["final"]["two_eyes"]["mean"] > finals["mdtv2"] and m["mdt"]["targets"][half]["reached"] == 0
+assert abs(m["mdtv2_adan"]["final"]["two_eyes"]["mean"] - finals["mdtv2"]) < 0.05
 
 # %%
 # The missing-eye probe along the way (every third evaluation; ~28 usable faces each, so ±15% or so), mean
@@ -240,29 +323,40 @@ for name in ("dit", "mdtv2", "mdtv2_mask0"):
 
 # %% [markdown]
 # **MDTv2 draws two eyes sooner than DiT, and the lead survives a fair race.** Each model at its swept
-# learning rate, the same 12 calibrated minutes: MDTv2 reaches 25% and 50% two-eyes and DiT's final FD
-# well before DiT — at 50%, about 4–5× fewer steps but only about 2× less *time*, because an MDTv2 step
-# costs 2.2× a DiT step here. DiT ends near 50% and never reaches 75% within the budget; MDTv2 does in
-# under 10 minutes. Read the time column: the step column flatters MDT.
+# learning rate, the same 12 calibrated minutes, three seeds: MDTv2 reaches 25% and 50% two-eyes and DiT's
+# final FD well before DiT, in every seed — to 50%, about 4× fewer steps but less than 2× less *time*,
+# because an MDTv2 step costs 2.2× a DiT step here. No DiT seed reaches 75% within the budget; every MDTv2
+# seed does. Read the time column: the step column flatters MDT. And read the spread: DiT's seeds end at
+# 51%, 53% and 69% two-eyes — one DiT run could have told either story.
 #
-# **Masking is part of that lead, not most of it.** MDTv2 with mask ratio 0 — the same model, passes,
-# weighting and optimizer, nothing hidden — is already far faster than DiT. Per step, masking's own
-# speed-up to 50% is about 1.2× against about 4× for everything else, a small share of the total in log
-# terms. Per minute its share is larger (roughly half), in part because hiding 30–50% of the tokens makes
-# the second pass cheaper: an MDTv2 step costs about 1.2× less than a mask-0 step (seconds per step above). What "everything else" holds — the shortcuts and
-# side-interpolater, a second pass per step, Min-SNR-5 and gradient clipping — this comparison does not
-# split; the single-seed variants (MDT v1, DiT + Min-SNR-5, still to run) will begin to.
+# **Masking buys a head start, not the lead.** MDTv2 with mask ratio 0 — the same model, passes,
+# weighting and optimizer, nothing hidden — is already far faster than DiT. Per step, hiding tokens
+# gets MDTv2 to 25% about 1.45× sooner, and then the head start is gone: both need the same number of
+# steps to reach 50% (masking's share of the speed-up there, in log terms, is about 1%). Per minute,
+# masking still gains about 1.2× at 50% — exactly what a cheaper masked pass gives (a mask-0 step costs
+# 1.19× an MDTv2 step), not better learning. MDTv2 ends above mask-0 (86% against 74%) because in the same
+# minutes it took more steps. "Everything else" — the shortcuts and side-interpolater, a second pass per
+# step, Min-SNR-5 and gradient clipping — is mostly the weighting: Min-SNR-5 alone makes DiT as fast.
 #
-# **FD and two-eyes disagree early, and the funnel says why.** For its first minutes DiT has the lower
-# FD: it paints face-shaped discs with dark blobs quickly. But at 3 minutes almost none of its samples
-# pass: it draws two eye blobs on about a third of them and places them symmetrically on a few percent —
-# it fails at the relation between the parts, the paper's dog with one eye, at toy scale.
+# **Where masking shows: completing a face early.** At 3 minutes MDTv2 redraws the hidden eye of
+# about 45% of the probe's faces, mask-0 and DiT about 19% and 18% (28 faces per seed: every MDTv2 seed is
+# above every mask-0 seed, though not by much for mask-0's best); by 6 minutes all three are above 70%,
+# and at the end above 95% (the probe saturates). That is what the masked pass trains — predicting hidden
+# tokens from visible ones — and it shows first on the task that asks for exactly that. (Equal time, so
+# MDTv2 had taken 19% more steps; per step its head start is the 1.45× above.)
 #
-# **The probe saturates.** Asked to complete a face that already has one eye, every model succeeds on
-# most faces by the end; early on, MDTv2 leads. Lesson 11 found MDTv2 with mask ratio 0 as good as MDTv2
-# on the probe — with DiT trained at half MDTv2's learning rate; at swept rates the race gives masking a
-# real but minority part of MDTv2's advantage at this scale. The paper credits masking with most of it
-# on ImageNet, at 256 tokens and 400k steps; `mdt-teach race --preset gpu` is the closer test.
+# **FD and two-eyes disagree, and the funnel says why.** At 3 minutes DiT and MDTv2 have about the same
+# FD-smileys (42 and 41), but 4% of DiT's samples pass against 38% of MDTv2's: DiT draws two eye blobs on
+# about 30% of its faces and places them symmetrically on almost none — it fails at the relation between
+# the parts, the paper's dog with one eye, at toy scale. FD, which scores the whole distribution of
+# features, barely sees that.
+#
+# Lesson 11 found MDTv2 with mask ratio 0 as good as MDTv2 on the probe after 3,000 steps — with DiT at
+# half MDTv2's learning rate; at swept rates and over three seeds the race agrees that masking is a
+# minority part of MDTv2's advantage at this scale, visible early and on completion, and finds the loss
+# weighting MDTv2 borrowed doing most of the work. The paper credits masking with most of it on ImageNet,
+# at 256 tokens and 400k steps; at 64 tokens and minutes of CPU we measure the opposite.
+# `mdt-teach race --preset gpu` (256 tokens) is the closer test.
 #
 # > **What the official code actually does.** The paper's speed-ups are ratios of training *steps* at
 # > batch 256, measured with FID-50K without guidance. An MDT step costs about 1.7–1.9× the FLOPs of a
@@ -283,8 +377,9 @@ for name in ("dit", "mdtv2", "mdtv2_mask0"):
 # 2. FD-smileys and two-eyes can disagree (look at the sweep's DiT at lr 4e-3). Why can a model have a
 #    *worse* FD and a *better* two-eyes score?
 # 3. Why does the race calibrate seconds per step round-robin instead of using each run's own clock?
-# 4. Continue the race: which command adds MDT v1, DiT + Min-SNR and MDTv2 + Adan, and what happens to the
-#    runs already in `data/race/cpu/`?
+# 4. MDTv2 reaches 50% two-eyes about 1.8× sooner than DiT over three seeds. How much sooner in each seed
+#    alone (`m["mdtv2"]["targets"]["two_eyes_50"]["speedup_seconds"]["per_seed"]`)? What does that tell you
+#    about the single-seed variants' ratios?
 
 # %% [markdown]
 # <details><summary>Solutions</summary>
@@ -303,8 +398,13 @@ for name in ("dit", "mdtv2", "mdtv2_mask0"):
 # 3. The in-run clock measures whatever else the machine was doing while that run trained (another run, a
 #    test suite, a browser). Timing all variants side by side in one process exposes them to the same load;
 #    each run then trains a fixed number of steps, so its results do not depend on the load at all.
-# 4. `mdt-teach race --variants mdt,dit_minsnr,mdtv2_adan` — the finished files are skipped, the
-#    calibration is extended (the new variants are timed beside DiT and rescaled to its clock), and
-#    `summary.json` is rewritten over every finished run.
+#    A variant added in a later session is timed again beside DiT and rescaled to the first calibration's
+#    clock (`race.calibrate_more`): that is how the three single-seed variants joined this race.
+# 4. ```python
+#    print([p["value"] for p in m["mdtv2"]["targets"]["two_eyes_50"]["speedup_seconds"]["per_seed"]])
+#    ```
+#    The per-seed ratios run from about 1.3× to 2.2× around 1.8×: one paired draw can land a quarter away
+#    from the mean. So a single-seed variant's ratio ranks it only when it differs from another's by more
+#    than that — MDT v1 against MDTv2, say, needs a gap well beyond 25% before one seed means anything.
 #
 # </details>
