@@ -235,6 +235,23 @@ def test_the_gpu_preset_races_s2_models_in_the_256_token_regime():
     assert 3 * settings.budget <= 6 and settings.n_final == 1024
 
 
+@pytest.mark.slow
+def test_the_gpu_preset_runs_end_to_end_in_miniature_on_the_cpu(monkeypatch, tmp_path):
+    """Everything `--preset gpu` runs but CUDA, for its most overridden contestant (MDTv2-S/2, mask ratio 0, the
+    GPU recipe): trained, evaluated and summarised by `run_race` (calibration faked to 1 s per step, so the
+    budget is 2 steps; 4 samples). About 9 s: the S/2 steps and checkpoints are the cost."""
+    import dataclasses
+    import mdt_teach.race as race
+    variants, settings = race.gpu_preset(require_gpu=False)
+    monkeypatch.setattr(race, "calibrate", lambda vs, *a, **k: {v.name: 1.0 for v in vs})
+    small = dataclasses.replace(settings, budget=2 / 60, batch_size=2, eval_minutes=2 / 60, n=4, n_final=0,
+                                sample_steps="ddim2", probe_every=0)
+    summary = race.run_race(tmp_path / "gpu", small, variants[2:], work=tmp_path / "runs", label="gpu")
+    assert summary["label"] == "gpu" and list(summary["models"]) == ["mdtv2_mask0"]
+    rec = json.loads((tmp_path / "gpu" / "mdtv2_mask0_seed0.json").read_text())
+    assert rec["model"] == "MDTv2-S/2" and rec["steps"] == 2 and [p["step"] for p in rec["curve"]] == [0, 2]
+
+
 def test_the_readme_states_the_committed_race_table():
     """The README's race tables are `markdown_table` of data/race/cpu/summary.json, at equal time and steps."""
     from pathlib import Path
