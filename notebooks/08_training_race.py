@@ -121,7 +121,7 @@ race_widget(live_records, live_dir)
 # `mdt-teach race` ran on a 2-core CPU and committed every (model, seed) as its own file under
 # `data/race/cpu/` (a stopped race continues where it stopped), with `summary.json` computed from them.
 # It ran in three phases over two sessions: three seeds of DiT, MDTv2 and MDTv2 with mask ratio 0 (the
-# contestants the conclusion rests on), then one seed of MDT v1, DiT + Min-SNR-5 and MDTv2 + Adan.
+# contestants the conclusion rests on), then DiT + Min-SNR-5 (two seeds), MDT v1 and MDTv2 + Adan (one each).
 # Everything below — tables, figures, conclusion — is computed from the runs the summary lists.
 
 # %%
@@ -181,12 +181,12 @@ for target, axes in summary["ablation"].items():
               f"{fmt(a['rest'])}   masking's share {share}")
 
 # %% [markdown]
-# ## The other ingredients, one seed each
-# Three more contestants raced seed 0 only: **MDT v1** (masking with the side-interpolater, no shortcuts, no
+# ## The other ingredients
+# Three more contestants, with fewer seeds: **MDT v1** (masking with the side-interpolater, no shortcuts, no
 # weighting), **DiT + Min-SNR-5** (the loss weighting alone, on DiT) and **MDTv2 + Adan** (the official
-# optimizer at its own swept lr). Each is compared with the run it differs from, *of the same seed* — the
-# same data order and noise — so the ratio below is one paired draw, not a mean: DiT's three seeds above
-# spread by more than a minute on the same target.
+# optimizer at its own swept lr). Min-SNR raced seeds 0 and 1, the other two seed 0. Each is compared with
+# the run it differs from *on the same seeds* — the same data order and noise — so a one-seed ratio below
+# is one paired draw, not a mean: DiT's three seeds above spread by more than a minute on the same target.
 
 # %%
 from mdt_teach.race_summary import fmt_ratio, fmt_time, target_row, targets
@@ -203,29 +203,29 @@ def versus(name: str, ref: str) -> dict:
 
 for name, ref in [("dit_minsnr", "dit"), ("mdt", "dit"), ("mdt", "mdtv2"), ("mdtv2_adan", "mdtv2")]:
     rows = versus(name, ref)
-    print(f"{m[name]['label']} against {m[ref]['label']} (seed 0), time to each target (× the reference's time "
-          f"/ its own):")
+    print(f"{m[name]['label']} against {m[ref]['label']} (seeds {', '.join(map(str, m[name]['seeds']))}), time to "
+          f"each target (× the reference's time / its own):")
     print("   " + "   ".join(f"{target_title(summary['targets'][k])}: {fmt_time(r, 'seconds')} "
                              f"({fmt_ratio(r['speedup_seconds'])})" for k, r in rows.items()))
 
 # %%
-render_curves(records, axis="seconds")   # all six: the single-seed variants as lines without a band
+render_curves(records, axis="seconds")   # all six: a band wherever there are several seeds
 plt.show()
 
 # %% [markdown]
 # **The weighting, not the mask.** DiT + Min-SNR-5 changes one thing in DiT — each timestep's loss weight,
 # min(SNR, 5) / SNR (lesson 07) — and becomes the fastest model of the race in wall-clock: 50% two-eyes in
-# 4.6 minutes, 75% in 7.6, 91% at the end with FD-smileys 5.3, all better than MDTv2's means (MDTv2 still
-# gets to 25% first, 1.6 minutes against 2.8: the masked head start). Per step it
-# is still slower than MDTv2 (about 1,600 steps to 50% against about 850), but its steps cost half as
-# much. A likely reason: Min-SNR-5 down-weights the nearly clean timesteps, so more of the gradient comes
-# from the noisy ones, where the layout of a face — where the eyes go — is decided.
+# 4.6 minutes (both seeds), 75% in 7.9, 90% at the end with FD-smileys 5.4, all better than MDTv2's means
+# (MDTv2 still gets to 25% first, 1.6 minutes against 2.7: the masked head start). Per step it is still
+# slower than MDTv2 (about 1,600 steps to 50% against about 850), but its steps cost half as much. A likely
+# reason: Min-SNR-5 down-weights the nearly clean timesteps, so more of the gradient comes from the noisy
+# ones, where the layout of a face — where the eyes go — is decided.
 #
 # **MDT v1** masks but keeps DiT's uniform weighting and trains without gradient clipping: no faster than
 # DiT in time, and it stalls near 38% (its lr was not swept — MDTv2's AdamW lr may be too high for it).
 # **MDTv2 + Adan**, at the highest lr its sweep tried, tracks MDTv2 with AdamW: the same times to 25% and
-# 75%, a slower passage through 50%, the same end. One seed each: read these as one paired draw (DiT's
-# own seeds spread from 51% to 69% at the end), but a gap as large as Min-SNR's is not seed noise.
+# 75%, a slower passage through 50%, the same end. Those two ran one seed: read them as one paired draw
+# (DiT's own seeds spread from 51% to 69% at the end). Min-SNR's two seeds agree within two points.
 
 # %% [markdown]
 # ## Where DiT fails: the funnel
@@ -304,7 +304,8 @@ assert min(seeds_at_3_min("mdtv2", "probe_eye")) > max(seeds_at_3_min("mdtv2_mas
 t = lambda name, target, axis="seconds": m[name]["targets"][target][axis]["mean"]   # noqa: E731
 print(f"DiT + Min-SNR-5 to 50%: {t('dit_minsnr', half) / 60:.1f} min ({t('dit_minsnr', half, 'steps'):.0f} steps), "
       f"MDTv2 {t('mdtv2', half) / 60:.1f} min ({t('mdtv2', half, 'steps'):.0f} steps); final two-eyes "
-      f"{m['dit_minsnr']['final']['two_eyes']['mean']:.0%}, FD-smileys {m['dit_minsnr']['final']['fd_smileys']['mean']:.1f}")
+      f"{m['dit_minsnr']['final']['two_eyes']['mean']:.0%}, "
+      f"FD-smileys {m['dit_minsnr']['final']['fd_smileys']['mean']:.1f}")
 assert all(t("dit_minsnr", k) < t("mdtv2", k) for k in (half, "two_eyes_75", "fd_dit_final"))   # the weighting ...
 assert t("mdtv2", half, "steps") < t("dit_minsnr", half, "steps")                                # ... per minute
 assert m["dit_minsnr"]["final"]["two_eyes"]["mean"] > finals["mdtv2"] and m["mdt"]["targets"][half]["reached"] == 0
@@ -379,7 +380,7 @@ for name in ("dit", "mdtv2", "mdtv2_mask0"):
 # 3. Why does the race calibrate seconds per step round-robin instead of using each run's own clock?
 # 4. MDTv2 reaches 50% two-eyes about 1.8× sooner than DiT over three seeds. How much sooner in each seed
 #    alone (`m["mdtv2"]["targets"]["two_eyes_50"]["speedup_seconds"]["per_seed"]`)? What does that tell you
-#    about the single-seed variants' ratios?
+#    about the ratios of the variants that raced one seed?
 
 # %% [markdown]
 # <details><summary>Solutions</summary>
@@ -399,7 +400,7 @@ for name in ("dit", "mdtv2", "mdtv2_mask0"):
 #    test suite, a browser). Timing all variants side by side in one process exposes them to the same load;
 #    each run then trains a fixed number of steps, so its results do not depend on the load at all.
 #    A variant added in a later session is timed again beside DiT and rescaled to the first calibration's
-#    clock (`race.calibrate_more`): that is how the three single-seed variants joined this race.
+#    clock (`race.calibrate_more`): that is how the last three variants joined this race.
 # 4. ```python
 #    print([p["value"] for p in m["mdtv2"]["targets"]["two_eyes_50"]["speedup_seconds"]["per_seed"]])
 #    ```
