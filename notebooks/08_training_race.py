@@ -143,7 +143,7 @@ print(f"evaluations every {st['eval_minutes']:g} min on {st['n']} samples ({st['
 # %%
 import matplotlib.pyplot as plt
 
-from mdt_teach.viz.race import render_curves, render_funnel, runs_of
+from mdt_teach.viz.race import point_near, render_curves, render_funnel, runs_of
 
 MAIN = ["dit", "mdtv2", "mdtv2_mask0"]   # the three seeds-each contestants
 render_curves(records, MAIN, axis="seconds")
@@ -278,7 +278,7 @@ print(f"a mask-0 step costs {pass_cost:.2f}× an MDTv2 step ({cal['mdtv2_mask0']
 
 def seeds_at_3_min(name: str, key: str) -> list[float]:
     """`key` of each seed of `name` at the evaluation nearest 3 calibrated minutes."""
-    return [min(r["curve"], key=lambda p: abs(p["cal_seconds"] - 180))[key] for r in runs_of(records, name)]
+    return [point_near(r, 3)[key] for r in runs_of(records, name)]
 
 
 def at_3_min(name: str, key: str) -> float:

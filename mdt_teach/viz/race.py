@@ -72,7 +72,7 @@ def render_funnel(records: dict, names=None, minutes: float | None = None):
         if minutes is None:
             points = [r.get("final") or r["curve"][-1] for r in runs]
         else:
-            points = [min(r["curve"], key=lambda p: abs(p["cal_seconds"] / 60 - minutes)) for r in runs]
+            points = [point_near(r, minutes) for r in runs]
         values = np.array([[p[k] for k, _ in FUNNEL] for p in points])
         mean = values.mean(0)
         err = np.stack([mean - values.min(0), values.max(0) - mean])
@@ -92,6 +92,12 @@ def point_at(record: dict, progress: float, axis: str = "steps") -> dict:
     where = where if axis == "steps" else where / 60
     i = int(np.searchsorted(where, progress, side="right")) - 1
     return record["curve"][max(i, 0)]
+
+
+def point_near(record: dict, minutes: float) -> dict:
+    """The evaluation of `record` nearest `minutes` of calibrated training (the evaluations fall a hair after
+    each whole minute, so "nearest" rather than "at or before")."""
+    return min(record["curve"], key=lambda p: abs(p["cal_seconds"] / 60 - minutes))
 
 
 def grid_image(folder: Path, stem: str, step: int) -> np.ndarray | None:
