@@ -226,6 +226,19 @@ def load_model(path, use_ema: bool = True, device="cpu", decode_layer: int | Non
     return model.to(device).eval(), info
 
 
+def recorded_world(path) -> str | None:
+    """The smileys world a checkpoint of ours was trained on, by name ("smileys", "smileys-classic", …): from a
+    run's config or a lesson file's info; runs from before worlds were recorded trained on smileys-classic.
+    None for other data and for official checkpoints."""
+    obj = read_torch_file(path)
+    if not isinstance(obj, dict):
+        return None
+    config = obj.get("config") or obj.get("info") or {}
+    if config.get("world"):
+        return str(config["world"]).split("@")[0]
+    return "smileys-classic" if config.get("data") in ("smileys", None) and obj.get("format") == FORMAT else None
+
+
 def describe(cfg: ModelConfig, notes: list[str]) -> str:
     """Human-readable summary of an inferred config."""
     lines = [f"{k}: {v}" for k, v in asdict(cfg).items() if v is not None]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import ImageFolder, is_latent_cache, make_dataset, smileys_at
+from .data import DEFAULT_WORLD, WORLDS, ImageFolder, is_latent_cache, make_dataset, smileys_at
 from .distributed import DistInfo
 from .latent_cache import LatentCache
 
@@ -44,16 +44,16 @@ def shard_positions(step: int, batch_size: int, info: DistInfo, grad_accum: int)
 
 
 class SmileyStream:
-    """The smileys world as an endless stream: position i is face i of world `seed` (`data.smileys_at`)."""
+    """A smileys world as an endless stream: position i is face i of `world`, seed `seed` (`data.smileys_at`)."""
 
     num_classes, in_channels, image_size = 4, 3, 32
 
-    def __init__(self, seed: int):
-        self.seed = seed
+    def __init__(self, seed: int, world: str = DEFAULT_WORLD):
+        self.seed, self.world = seed, world
 
     def local_batch(self, step: int, batch_size: int, info: DistInfo, grad_accum: int):
         """(x (n, 3, 32, 32) in [-1, 1], y (n,)) of this rank's shards of step `step`."""
-        return smileys_at(shard_positions(step, batch_size, info, grad_accum), seed=self.seed)
+        return smileys_at(shard_positions(step, batch_size, info, grad_accum), seed=self.seed, world=self.world)
 
 
 class EpochPermutation:
@@ -121,8 +121,8 @@ class LoaderSource:
 def make_source(data: str, seed: int, num_workers: int = 0, image_size: int = 32):
     """The batch source for --data: the smileys stream, or a dataset (digits, image folder, latent cache); an image
     folder's files are all checked first."""
-    if data == "smileys":
-        return SmileyStream(seed)
+    if data in WORLDS:
+        return SmileyStream(seed, data)
     if is_latent_cache(data):
         return LoaderSource(LatentCache(data), seed, num_workers)
     dataset = make_dataset(data, image_size=None if data == "digits" else image_size)

@@ -6,12 +6,22 @@ does. The smileys world makes that measurable: every face has two mirror-symmetr
 
 **The missing-eye probe.** Take faces of a world no model trains on (PROBE_SEED), hide every token that
 overlaps the right eye (a token is hidden when any of its pixels has eye coverage > 0), let the model
-draw them back by RePaint inpainting (`sampling.inpaint`), and count a face as completed when the result
-has exactly two eyes that pass the two-eyes checker's symmetry and same-height tests and the drawn eye's
-centre lies within TOL_PX of the mirror image of the visible eye (mirrored about the face's true axis),
-and the rest of the drawn region is clean skin (`skin_is_clean`).
-Faces where the hidden tokens would reach the face's rim, the mouth or the left eye are skipped, so the
-model only has to draw an eye on skin. Two controls keep it honest:
+draw them back by RePaint inpainting (`sampling.inpaint`), and count a face as completed only when the
+drawn eye matches the visible one in every shared attribute — the checker's pair stage: same colour class,
+same size, mirrored about the face's axis, at the same height — and the rest of the drawn region is clean
+skin (`skin_is_clean`). Faces where the hidden tokens would reach the face's rim, the mouth or the left
+eye are skipped, so the model only has to draw an eye on skin.
+
+**The chance line.** The relation-blind painters (`painters.py`) paint the same hidden region of the same
+faces without looking at the left eye; their rates are what a model scores without the relation. In the
+relational world they stay below 10%; in `smileys-classic` they pass the old mirrored-eye test 85–100%.
+
+**The follow test.** Each kept face is drawn a second time with both eyes in another colour and nothing
+else changed, so the hidden tokens are the same and only the visible eye differs. A model follows when its
+drawn eye agrees in both versions; a painter that never looks at the visible eye draws the same eye twice
+and so follows (almost) never.
+
+Two controls keep it honest:
   * **none** hides nothing: the scorer on the original faces (the upper bound, 100% for real faces);
   * **cheek** hides as many tokens of plain cheek (every pixel on the face, none on an eye or the mouth,
     below the right eye): a model that understood faces draws skin there, so an
@@ -28,13 +38,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import part_masks, smileys_batch
+from .checker import DARK_DROP, MIN_BLOB, TOL_PX, two_eyes, unit_images_and_luminance
+from .data import DEFAULT_WORLD, part_masks, render_meta, smileys_batch
 from .diffusion import GaussianDiffusion
 from .layers import Attention, explicit_attention
-from .metrics import DARK_DROP, MIN_BLOB, TOL_PX, two_eyes, unit_images_and_luminance
+from .painters import BLIND_PAINTERS, paint
 from .sampling import inpaint, keep_from_tokens
+from .smileys import EYE_COLORS, eye_colour_index, uniforms
 
 PROBE_SEED = 2_000_003    # the held-out world of the probe's faces (no training run, no FD reference uses it)
+PROBE_FACES = 512         # faces drawn; at patch 4 about 47% are usable for the eye region
 SKIN_TOL = 0.15           # a drawn skin pixel may differ this much from the face's colour (pixels in [0, 1])
 REGIONS = ("eye", "cheek", "none")
 
@@ -62,33 +75,37 @@ def _interior(meta: dict, size: int, margin: float = 1.0) -> np.ndarray:
     return np.hypot(xx - cx, yy - cy) <= meta["face_radius"][:, None, None] - margin
 
 
-def hidden_tokens(meta: dict, region: str, patch_size: int, size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+def hidden_tokens(meta: dict, region: str, patch_size: int, size: int = 32, hide_eye: int = 1
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """(tokens to hide (n, N) bool, usable (n,) bool) for region "eye", "cheek" or "none".
 
-    eye: every token touching the right eye; usable when those tokens stay 1 px inside the face's rim
-    and touch neither the mouth nor the left eye. cheek: the same number of tokens of plain skin (every
-    pixel on the face, none on an eye or the mouth), nearest the point 0.45 R below the right eye; usable
-    when the eye region is and enough such tokens exist."""
+    eye: every token touching eye `hide_eye` (1 = the right eye); usable when those tokens stay 1 px inside
+    the face's rim and touch neither the mouth nor any other eye. cheek: the same number of tokens of plain
+    skin (every pixel on the face, none on an eye or the mouth), nearest the point 0.45 R below that eye;
+    usable when the eye region is and enough such tokens exist."""
     parts = part_masks(meta, size)
-    n = len(meta["label"])
-    eye = token_cover(parts["eye_right"], patch_size)
+    n, num_eyes = len(meta["label"]), meta["eye_centers"].shape[1]
+    if not 0 <= hide_eye < num_eyes:
+        raise ValueError(f"hide_eye {hide_eye} is not one of the faces' {num_eyes} eyes; use 0 .. {num_eyes - 1}")
+    others = np.logical_or.reduce([parts[f"eye_{e}"] for e in range(num_eyes) if e != hide_eye])
+    eye = token_cover(parts[f"eye_{hide_eye}"], patch_size)
     eye_px = _token_pixels(eye, patch_size, size)
     inside = _interior(meta, size)
-    usable = ((eye_px & ~inside).sum((1, 2)) == 0) & ((eye_px & (parts["mouth"] | parts["eye_left"])).sum((1, 2)) == 0)
+    usable = ((eye_px & ~inside).sum((1, 2)) == 0) & ((eye_px & (parts["mouth"] | others)).sum((1, 2)) == 0)
     if region == "none":
         return np.zeros_like(eye), usable
     if region == "eye":
         return eye, usable
     if region != "cheek":
         raise ValueError(f"unknown probe region {region!r}; use one of {', '.join(REGIONS)}")
-    busy = parts["eye_left"] | parts["eye_right"] | parts["mouth"]
+    busy = parts["eyes"] | parts["mouth"]
     g = size // patch_size
     free = token_cover(~parts["face"] | busy, patch_size) == 0              # (n, N) tokens of plain skin
     centres = (np.arange(g) + 0.5) * patch_size - 0.5                        # token centres in pixel units
     ty, tx = np.meshgrid(centres, centres, indexing="ij")
     cheek = np.zeros_like(eye)
     for k in range(n):
-        px, py = meta["eye_centers"][k, 1] + np.array([0.0, 0.45 * meta["face_radius"][k]])   # below the eye
+        px, py = meta["eye_centers"][k, hide_eye] + np.array([0.0, 0.45 * meta["face_radius"][k]])   # below the eye
         order = np.argsort(np.hypot(tx - px, ty - py).ravel())
         chosen = [j for j in order if free[k, j]][: int(eye[k].sum())]
         if len(chosen) == eye[k].sum():
@@ -155,11 +172,34 @@ def skin_is_clean(images, region: np.ndarray, face: np.ndarray, tol: float = SKI
 
 
 def completed(done, meta: dict, keep: torch.Tensor) -> np.ndarray:
-    """(n,) bool: the probe's verdict on completed faces — a mirrored eye (`mirrored_eye_ok`) and clean skin
+    """(n,) bool: the probe's verdict on completed faces — the two eyes agree in every shared attribute (the
+    checker's `pair_agrees`: colour, size, mirrored, level, and the two-eyes verdict) and the skin is clean
     wherever `keep` (n, 1, H, W) let the model draw (nothing to check where nothing was drawn)."""
     drawn = keep[:, 0].numpy() < 0.5
     clean = skin_is_clean(done, drawn, part_masks(meta, done.shape[-1])["face"]) | ~drawn.any((1, 2))
-    return mirrored_eye_ok(done, meta) & clean
+    return two_eyes(done).pair_agrees & clean
+
+
+def chance_line(images: torch.Tensor, meta: dict, keep: torch.Tensor, world: str, painters: dict | None = None
+                ) -> dict:
+    """{painter: (n,) bool}: the probe's verdict when a painter draws the hidden region instead of the model —
+    its right eye pasted where `keep` is 0, exactly where the model may draw. `painters` maps names to
+    functions meta → painted meta; by default the relation-blind ones (painters.BLIND_PAINTERS), whose rates
+    are what a model scores without looking at the other eye."""
+    painters = painters or {name: (lambda m, name=name: paint(m, name, world)) for name in BLIND_PAINTERS}
+    return {name: completed(keep * images + (1 - keep) * render_meta(fn(meta)), meta, keep)
+            for name, fn in painters.items()}
+
+
+def other_colour(meta: dict, seed: int = 0) -> dict:
+    """The follow test's second version of each face: both eyes in another palette colour, nothing else changed
+    (so the hidden tokens are the same: only the visible eye tells the difference)."""
+    out = {k: np.copy(v) for k, v in meta.items()}
+    u = uniforms(seed, np.arange(len(meta["label"])), 1, stream=9)[:, 0]
+    now = eye_colour_index(meta["eye_color"][:, 0])
+    other = EYE_COLORS[(now + 1 + (u * (len(EYE_COLORS) - 1)).astype(np.int64)) % len(EYE_COLORS)]
+    out["eye_color"][:] = other[:, None]
+    return out
 
 
 @dataclass
@@ -168,41 +208,72 @@ class ProbeResult:
 
     region: str
     faces: int                 # usable faces scored
-    completed: float           # mirrored eye drawn (eye, none) / face still two-eyed (cheek)
+    completed: float           # eye, none: the drawn eye agrees with the visible one / cheek: still agrees
     completed_ci: tuple
     eye_in_region: float       # a dark blob in the hidden region (what the cheek control must not show)
     eye_in_region_ci: tuple
+    chance: dict               # {painter: rate} of the relation-blind painters on the same faces (the chance line)
+    follow: float | None       # eye: agrees in both colour versions of the face (None when not run)
+    follow_ci: tuple | None
+    follow_chance: dict | None  # {painter: rate} of the painters on the follow test
     images: torch.Tensor       # the completed faces
     keep: torch.Tensor         # (n, 1, H, W) the keep masks used
 
     def summary(self) -> str:
         lo, hi = self.completed_ci
-        return (f"{self.region:5s} {self.faces:3d} faces: mirrored eye {self.completed:6.1%} [{lo:.0%}, {hi:.0%}], "
-                f"dark blob in the hidden region {self.eye_in_region:6.1%}")
+        text = (f"{self.region:5s} {self.faces:3d} faces: eye pair agrees {self.completed:6.1%} [{lo:.0%}, {hi:.0%}] "
+                f"(chance ≤ {max(self.chance.values()):.1%}), dark blob in the hidden region {self.eye_in_region:6.1%}")
+        if self.follow is not None:
+            lo, hi = self.follow_ci
+            text += (f"; follows the visible eye's colour {self.follow:6.1%} [{lo:.0%}, {hi:.0%}] "
+                     f"(chance ≤ {max(self.follow_chance.values()):.1%})")
+        return text
+
+    def record(self) -> dict:
+        """The rates as plain JSON values."""
+        keys = ("faces", "completed", "completed_ci", "eye_in_region", "eye_in_region_ci", "chance", "follow",
+                "follow_ci", "follow_chance")
+        return {k: getattr(self, k) for k in keys}
 
 
-def missing_eye_probe(model, region: str = "eye", n: int = 64, steps="50", jump_length: int = 5,
+def _rate(ok: np.ndarray) -> tuple[float, tuple]:
+    """Mean and Wilson interval of a (k,) bool array."""
+    return (float(ok.mean()) if len(ok) else 0.0), wilson_interval(int(ok.sum()), len(ok))
+
+
+def _complete(model, images, keep, labels, region, steps, jump_length, resamples, seed, diffusion):
+    """The model's completion of the hidden region (the faces themselves when nothing is hidden)."""
+    if region == "none":
+        return images.clone()
+    return inpaint(model, images, keep, labels, diffusion or GaussianDiffusion(), steps=steps, jump_length=jump_length,
+                   resamples=resamples, generator=torch.Generator().manual_seed(seed)).cpu()
+
+
+def missing_eye_probe(model, region: str = "eye", n: int = PROBE_FACES, steps="50", jump_length: int = 5,
                       resamples: int = 3, seed: int = 0, diffusion: GaussianDiffusion | None = None,
-                      faces=None) -> ProbeResult:
-    """Hide `region` on the probe's faces, let `model` complete them, score them (module docstring)."""
-    images, labels, meta = faces if faces is not None else smileys_batch(n, seed=PROBE_SEED, meta=True)
+                      faces=None, world: str = DEFAULT_WORLD, follow: bool = True) -> ProbeResult:
+    """Hide `region` on n probe faces of `world`, let `model` complete the usable ones, score them beside the
+    painters' chance line; for the eye, also the follow test (module docstring)."""
+    images, labels, meta = faces if faces is not None else smileys_batch(n, seed=PROBE_SEED, world=world, meta=True)
     patch = model.patch_size if hasattr(model, "patch_size") else model.config.patch_size
     hide, usable = hidden_tokens(meta, region, patch, images.shape[-1])
     images, labels = images[usable], labels[usable]
     meta = {k: v[usable] for k, v in meta.items()}
-    hide = hide[usable]
-    keep = 1 - keep_from_tokens(torch.from_numpy(hide), patch)                          # (n, 1, H, W)
-    if region == "none":
-        done = images.clone()
-    else:
-        gen = torch.Generator().manual_seed(seed)
-        done = inpaint(model, images, keep, labels, diffusion or GaussianDiffusion(), steps=steps,
-                       jump_length=jump_length, resamples=resamples, generator=gen).cpu()
+    keep = 1 - keep_from_tokens(torch.from_numpy(hide[usable]), patch)                  # (k, 1, H, W)
+    done = _complete(model, images, keep, labels, region, steps, jump_length, resamples, seed, diffusion)
     ok = completed(done, meta, keep)
     blob = dark_blob_in(done, keep[:, 0].numpy() < 0.5, part_masks(meta, images.shape[-1])["face"])
-    k = len(done)
-    return ProbeResult(region, k, float(ok.mean()) if k else 0.0, wilson_interval(int(ok.sum()), k),
-                       float(blob.mean()) if k else 0.0, wilson_interval(int(blob.sum()), k), done, keep)
+    painted_a = chance_line(images, meta, keep, world)
+    chance = {k: _rate(v)[0] for k, v in painted_a.items()}
+    follows = (None, None, None)
+    if follow and region == "eye" and len(images):
+        meta_b = other_colour(meta, seed)
+        images_b = render_meta(meta_b)
+        done_b = _complete(model, images_b, keep, labels, region, steps, jump_length, resamples, seed, diffusion)
+        painted_b = chance_line(images_b, meta_b, keep, world)
+        follows = (*_rate(ok & completed(done_b, meta_b, keep)),
+                   {k: _rate(v & painted_b[k])[0] for k, v in painted_a.items()})
+    return ProbeResult(region, len(done), *_rate(ok), *_rate(blob), chance, *follows, done, keep)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,8 +309,8 @@ def eye_to_eye_attention(model, t_values=(100, 400), n: int = 32, seed: int = 0,
     images, labels, meta = smileys_batch(n, seed=PROBE_SEED, meta=True)
     patch, size = model.config.patch_size, images.shape[-1]
     parts = part_masks(meta, size)
-    left, right = token_cover(parts["eye_left"], patch), token_cover(parts["eye_right"], patch)
-    busy = token_cover(parts["eye_left"] | parts["eye_right"] | parts["mouth"] | ~_interior(meta, size), patch)
+    left, right = token_cover(parts["eye_0"], patch), token_cover(parts["eye_1"], patch)
+    busy = token_cover(parts["eye_0"] | parts["eye_1"] | parts["mouth"] | ~_interior(meta, size), patch)
     g = size // patch
     ty, tx = np.divmod(np.arange(g * g), g)
     skin = np.zeros_like(left)

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from .config import detect_capabilities, wait_for
+from .data import DEFAULT_WORLD, world_version
 from .checkpoint import list_checkpoints, read_checkpoint, latest_checkpoint, write_json
 from .metrics import score_smileys
 from .probe import missing_eye_probe, wilson_interval
@@ -96,8 +97,8 @@ class Evaluator:
     """The trainer hook: every `every` steps, score `n` EMA samples (fixed noise) with the clock paused."""
 
     def __init__(self, folder: Path, every: int, n: int, grid: int = 8, sample_steps: str = "ddim25",
-                 method: str = "ddim", probe_every: int = 0):
-        self.folder, self.every, self.n, self.grid = folder, every, n, grid
+                 method: str = "ddim", probe_every: int = 0, world: str = DEFAULT_WORLD):
+        self.folder, self.every, self.n, self.grid, self.world = folder, every, n, grid, world
         self.sample_steps, self.method = sample_steps, method
         self.probe_every = probe_every   # run the missing-eye probe at every k-th evaluation (0: never)
         self.curve: list[dict] = []
@@ -120,7 +121,7 @@ class Evaluator:
         with trainer.paused():
             images, labels = self.samples(trainer, self.n)
             point = {"step": trainer.step, "seconds": seconds,
-                     **{k: round(v, 5) for k, v in score_smileys(images, labels).items()}}
+                     **{k: round(v, 5) for k, v in score_smileys(images, labels, self.world).items()}}
             if self.grid:
                 save_grid(images[: self.grid], self.folder / f"step_{trainer.step:06d}.png", nrow=self.grid)
             if self.probe_every and len(self.curve) % self.probe_every == 0:
@@ -137,24 +138,24 @@ class Evaluator:
         two-eyes score's 95% Wilson interval, and the probe on `probe_faces` faces."""
         with trainer.paused():
             images, labels = self.samples(trainer, n)
-            scores = {k: round(v, 5) for k, v in score_smileys(images, labels).items()}
+            scores = {k: round(v, 5) for k, v in score_smileys(images, labels, self.world).items()}
             lo, hi = wilson_interval(round(scores["two_eyes"] * n), n)
             return {"samples": n, **scores, "two_eyes_ci": [round(lo, 4), round(hi, 4)],
                     **(self.probe(trainer, probe_faces) if probe_faces else {})}
 
-    @staticmethod
-    def probe(trainer, faces: int) -> dict:
+    def probe(self, trainer, faces: int) -> dict:
         """The missing-eye probe of the EMA model (`faces` faces drawn, a short RePaint), and its cost."""
         began = time.perf_counter()
-        r = missing_eye_probe(trainer.ema.model, "eye", n=faces, steps="25", jump_length=5, resamples=2)
+        r = missing_eye_probe(trainer.ema.model, "eye", n=faces, steps="25", jump_length=5, resamples=2,
+                              world=self.world, follow=False)
         return {"probe_eye": round(r.completed, 4), "probe_eye_ci": [round(v, 4) for v in r.completed_ci],
                 "probe_faces": r.faces, "probe_seconds": round(time.perf_counter() - began, 2)}
 
 
 def make_trainer(v: Variant, work: Path, seed: int, batch_size: int, minutes=None, steps=None, resume=False,
-                 ckpt_every: int = 100, name: str | None = None):
-    """A Trainer for one variant: the tiny preset, its recipe plus the variant's overrides, smileys."""
-    cfg = TrainConfig(model=v.model, data="smileys", minutes=minutes, steps=steps, batch_size=batch_size,
+                 ckpt_every: int = 100, name: str | None = None, world: str = DEFAULT_WORLD):
+    """A Trainer for one variant: the tiny preset, its recipe plus the variant's overrides, a smileys world."""
+    cfg = TrainConfig(model=v.model, data=world, minutes=minutes, steps=steps, batch_size=batch_size,
                       seed=seed, out=str(work / (name or v.name)), ckpt_every=ckpt_every, keep=1, eval_samples=0,
                       grid_samples=0, sample_every=0, progress=False, resume=resume, **v.overrides)
     return Trainer(cfg, log=lambda *a, **k: None)
@@ -206,6 +207,7 @@ class RaceSettings:
     method: str = "ddim"
     probe_every: int = 3            # the probe at every k-th evaluation (0: never)
     final_probe_faces: int = FINAL_PROBE_FACES
+    world: str = DEFAULT_WORLD      # the smileys world raced on (records also store its version)
 
     def steps(self, per_step: float) -> int:
         """The run's steps: the budget at the variant's calibrated speed."""
@@ -247,11 +249,11 @@ def run_variant(v: Variant, seed: int, out: Path, work: Path, per_step: float, s
     folder.mkdir(parents=True, exist_ok=True)
     steps, every = settings.steps(per_step), settings.every(per_step)
     evaluator = Evaluator(folder, every, settings.n, sample_steps=settings.sample_steps, method=settings.method,
-                          probe_every=settings.probe_every)
+                          probe_every=settings.probe_every, world=settings.world)
     evaluator.partial = folder / "curve_partial.json"
     resume = bool(list_checkpoints(work / name))
     trainer = make_trainer(v, work, seed, settings.batch_size, steps=steps, resume=resume,
-                           ckpt_every=min(100, every), name=name)
+                           ckpt_every=min(100, every), name=name, world=settings.world)
     if resume:
         at = read_checkpoint(latest_checkpoint(work / name))["step"]
         saved = json.loads(evaluator.partial.read_text()) if evaluator.partial.exists() else []
@@ -265,6 +267,7 @@ def run_variant(v: Variant, seed: int, out: Path, work: Path, per_step: float, s
     for point in evaluator.curve:
         point["cal_seconds"] = round(point["step"] * per_step, 2)
     record = {"name": v.name, "seed": seed, "label": v.label, "model": v.model, "isolates": v.isolates,
+              "world": world_version(settings.world),
               "opt": trainer.cfg.opt, "lr": trainer.cfg.lr, "weighting": trainer.cfg.weighting,
               "settings": settings.__dict__, "steps": trainer.step, "eval_every": every,
               "seconds": round(trainer.elapsed(), 1), "seconds_per_step": round(trainer.elapsed() / max(1, trainer.step), 4),
@@ -275,13 +278,25 @@ def run_variant(v: Variant, seed: int, out: Path, work: Path, per_step: float, s
     return record
 
 
+LEGACY_WORLD = "smileys-classic@1"   # records written before worlds were recorded were raced on the classic world
+
+
 def finished(path: Path, settings: RaceSettings) -> dict:
-    """A finished run's record, refused (one sentence) when it was made with other race settings."""
+    """A finished run's record, refused (one sentence) when it was made on another world or with other settings."""
     record = json.loads(path.read_text())
-    if record.get("settings") != json.loads(json.dumps(settings.__dict__)):
+    world, wanted = record.get("world", LEGACY_WORLD), world_version(settings.world)
+    if world != wanted:
+        raise ValueError(f"{path} was raced on {world}, not {wanted}; a race cannot mix worlds: race into another "
+                         f"--out, or pass --world {world.split('@')[0]} to summarise it")
+    if _without_world(record.get("settings")) != _without_world(json.loads(json.dumps(settings.__dict__))):
         raise ValueError(f"{path} was raced with other settings ({record.get('settings')}); delete it or race "
                          f"with the same --budget, --batch-size and evaluation flags")
     return record
+
+
+def _without_world(settings: dict | None) -> dict | None:
+    """Race settings less the world (checked on its own, with its version)."""
+    return None if settings is None else {k: v for k, v in settings.items() if k != "world"}
 
 
 def run_race(out: Path, settings: RaceSettings = RaceSettings(), variants: list[Variant] | None = None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 
 from .config import RunConfig
+from .data import WORLDS, world_version
 from .diffusion import LOSS_WEIGHTINGS
 from .models import MODEL_PRESETS
 from .optim import Adan
@@ -32,7 +33,8 @@ class TrainConfig:
     """Every knob of a run; None means "the model's recipe" (see `recipe`) or "the profile's default"."""
 
     model: str | None = None          # None: the profile's model (tiny: MDTv2-T/4)
-    data: str = "smileys"             # smileys | digits | PATH (image folder or latent cache)
+    data: str = "smileys"             # a smileys world (smileys, smileys-classic, …) | digits | PATH (folder or cache)
+    world: str | None = None          # set by `resolve`: the smileys world and its version, e.g. "smileys@2"
     image_size: int | None = None     # pixel side of an image folder (None: the profile's, 256 in full)
     vae: str | None = None            # latent profiles on an image folder: the VAE that encodes every batch
                                       # on the fly, flips included (None: stabilityai/sd-vae-ft-mse)
@@ -103,7 +105,8 @@ def resolve(cfg: TrainConfig, run: RunConfig) -> TrainConfig:
     filled = {k: v for k, v in recipe(model, cfg.opt).items() if getattr(cfg, k) is None}
     dtype = DTYPE_NAMES.get(cfg.dtype, cfg.dtype) if cfg.dtype else run.dtype
     batch = run.batch_size if cfg.batch_size is None else cfg.batch_size
-    cfg = replace(cfg, model=model, batch_size=batch, dtype=dtype, **filled)
+    world = world_version(cfg.data) if cfg.data in WORLDS else None
+    cfg = replace(cfg, model=model, batch_size=batch, dtype=dtype, world=world, **filled)
     if cfg.steps is None and cfg.minutes is None:
         cfg = replace(cfg, minutes=MAIN_JOB_MINUTES)
     return cfg
@@ -154,6 +157,18 @@ def config_from_dict(saved: dict) -> TrainConfig:
     return TrainConfig(**kwargs)
 
 
+def check_same_world(saved: TrainConfig, out: str) -> None:
+    """A run continues on the world it was trained on: refuse (one sentence) when `saved.data` names another world
+    (or another version of it) today. Runs from before worlds were recorded trained on version 1."""
+    if saved.data not in WORLDS and saved.world is None:
+        return
+    was = saved.world or f"{saved.data}@1"
+    now = world_version(saved.data) if saved.data in WORLDS else "nothing"
+    if was != now:
+        raise ValueError(f"{out} was trained on the world {was}, but --data {saved.data} is {now} today; a run "
+                         "cannot change worlds: start a new run with another --out")
+
+
 def merge_for_resume(given: TrainConfig, saved: TrainConfig, out: str) -> TrainConfig:
     """On resume the run's saved config holds; only RESUME_KEEPS and (when given) RESUME_OVERRIDES change."""
     defaults = TrainConfig()
@@ -164,6 +179,7 @@ def merge_for_resume(given: TrainConfig, saved: TrainConfig, out: str) -> TrainC
         if value != getattr(defaults, f.name) and value != getattr(saved, f.name):
             raise ValueError(f"{out} was trained with {f.name}={getattr(saved, f.name)!r}, not {value!r}; "
                              "drop that flag to resume, or start a new run with another --out")
+    check_same_world(saved, out)
     keep = {k: getattr(given, k) for k in RESUME_KEEPS}
     keep.update({k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) is not None})
     if given.steps is None and given.minutes is None:  # no new budget: the run's own target

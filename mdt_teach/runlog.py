@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, write_json
 from .metrics import score_smileys, two_eyes
+from .smileys import WORLDS
 from .sampling import generate
 from .viz.images import save_grid
 
@@ -143,21 +144,24 @@ class RunLogger:
         with self.t.paused():
             images, labels = self._generate(self.t.cfg.grid_samples)
         save_grid(images, path, nrow=8, scale=GRID_SCALE)
-        if self.t.cfg.data == "smileys":
-            score = two_eyes(images.clamp(-1, 1), labels).score
-            append_jsonl(self.eval_path, {"step": self.t.step, "kind": "grid", "n": len(images), "two_eyes": score})
-            self.bar.write(f"step {self.t.step}: grid {path.name}, two-eyes {score:.0%}")
+        if self.t.cfg.data in WORLDS:
+            result = two_eyes(images.clamp(-1, 1), labels)
+            append_jsonl(self.eval_path, {"step": self.t.step, "kind": "grid", "n": len(images),
+                                          "pair_agreement": result.pair_score, "two_eyes": result.score})
+            self.bar.write(f"step {self.t.step}: grid {path.name}, pair agreement {result.pair_score:.0%}, "
+                           f"two-eyes {result.score:.0%}")
 
     def evaluate(self, n: int) -> dict:
-        """Two-eyes score and FD-smileys of n EMA samples (smileys only)."""
-        if not n or self.t.cfg.data != "smileys":
+        """Pair agreement, two-eyes and FD-smileys of n EMA samples (smileys worlds only)."""
+        if not n or self.t.cfg.data not in WORLDS:
             return {}
         with self.t.paused():
             images, labels = self._generate(n)
-            scores = score_smileys(images, labels)
+            scores = score_smileys(images, labels, world=self.t.cfg.data)
         append_jsonl(self.eval_path, {"step": self.t.step, "kind": "eval", "n": n, **scores})
         fd = "n/a" if scores["fd_smileys"] is None else f"{scores['fd_smileys']:.2f}"
-        self.bar.write(f"step {self.t.step}: two-eyes {scores['two_eyes']:.1%}, FD-smileys {fd} ({n} samples)")
+        self.bar.write(f"step {self.t.step}: pair agreement {scores['pair_agreement']:.1%}, two-eyes "
+                       f"{scores['two_eyes']:.1%}, FD-smileys {fd} ({n} samples)")
         return scores
 
     def finish(self) -> dict:

@@ -342,10 +342,14 @@ def keep_from_tokens(token_keep: torch.Tensor, patch_size: int) -> torch.Tensor:
 def repaint_schedule(num_steps: int, jump_length: int = 1, resamples: int = 1) -> list[int]:
     """The levels RePaint visits, counting steps still to go (num_steps = pure noise, 0 = clean): down one
     step at a time; every `jump_length` steps it goes back up `jump_length` steps `resamples − 1` times
-    and comes down again (RePaint, Alg. 1 with its jumps). resamples = 1 is plain replacement."""
+    and comes down again (RePaint, Alg. 1 with its jumps). resamples = 1 is plain replacement.
+
+    The jump points are those of RePaint's `get_schedule_jump` (guided_diffusion/scheduler.py), which
+    counts the timestep index of x (T − 1 = pure noise, −1 = clean): jumps at index 0, L, 2L, … are our
+    levels 1, L + 1, …, so the last jump starts from x at index 0 and the clean x₀ is never re-noised."""
     if jump_length < 1 or resamples < 1:
         raise ValueError(f"jump_length ({jump_length}) and resamples ({resamples}) must be at least 1")
-    jumps = {t: resamples - 1 for t in range(0, num_steps - jump_length, jump_length)}
+    jumps = {t + 1: resamples - 1 for t in range(0, num_steps - jump_length, jump_length)}
     t, levels = num_steps, [num_steps]
     while t > 0:
         t -= 1

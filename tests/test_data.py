@@ -5,8 +5,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from mdt_teach.data import (CORRUPTIONS, SMILEY_CLASSES, Digits, ImageFolder, Smileys, center_crop_arr,
-                            corrupted_smileys, list_image_folder, make_dataset, smileys_at, smileys_batch)
+import hashlib
+
+from mdt_teach.data import (CORRUPTIONS, SMILEY_CLASSES, WORLDS, Digits, ImageFolder, Smileys, center_crop_arr,
+                            corrupted_smileys, list_image_folder, make_dataset, part_masks, render_meta, smileys_at,
+                            smileys_batch, world_version)
 
 
 # ---------------------------------------------------------------- smileys
@@ -19,20 +22,41 @@ def test_batch_shapes_range_and_labels():
     assert len(SMILEY_CLASSES) >= 4 and counts.min() >= 0.18 * 400   # balanced-ish (uniform labels)
 
 
-@pytest.mark.parametrize("varied", [False, True])
-def test_image_i_is_the_same_in_any_batch(varied):
-    whole, labels = smileys_batch(40, seed=7, varied=varied)
-    part, part_labels = smileys_batch(10, seed=7, start=25, varied=varied)
+@pytest.mark.parametrize("world", WORLDS)
+def test_image_i_is_the_same_in_any_batch(world):
+    whole, labels = smileys_batch(40, seed=7, world=world)
+    part, part_labels = smileys_batch(10, seed=7, start=25, world=world)
     torch.testing.assert_close(part, whole[25:35], rtol=0, atol=0)
     assert torch.equal(part_labels, labels[25:35])
-    picked, _ = smileys_at([33, 2, 17], seed=7, varied=varied)
+    picked, _ = smileys_at([33, 2, 17], seed=7, world=world)
     torch.testing.assert_close(picked, whole[[33, 2, 17]], rtol=0, atol=0)
-    other, _ = smileys_batch(40, seed=8, varied=varied)
+    other, _ = smileys_batch(40, seed=8, world=world)
     assert (other - whole).abs().amax(dim=(1, 2, 3)).min() > 0.1          # another seed, other faces
 
 
+@pytest.mark.parametrize("world", WORLDS)
+def test_render_of_the_metadata_is_the_image(world):
+    x, _, meta = smileys_batch(300, seed=3, world=world, meta=True)
+    assert torch.equal(render_meta(meta), x)                                 # bit-identical
+    assert meta["eye_color"].shape == (300, 2, 3) and meta["eye_radii"].shape == (300, 2)
+    edited = {k: v.copy() for k, v in meta.items()}
+    edited["eye_color"][:, 1] = [0.9, 0.1, 0.1]                              # eyes that disagree
+    changed = (render_meta(edited) != x).any(1)                              # (n, H, W)
+    assert torch.equal(changed, torch.from_numpy(part_masks(meta)["eye_1"]))  # exactly the right eye's pixels
+
+
+def test_the_classic_world_is_the_one_the_committed_results_were_made_on():
+    """smileys-classic is bit-identical to the world before version 2 (sha256 of faces 0..255, seed 0, recorded
+    before the change), so the committed classic-world race and probe can be reproduced."""
+    x, _ = smileys_batch(256, seed=0, world="smileys-classic")
+    assert hashlib.sha256(x.numpy().tobytes()).hexdigest()[:16] == "9625bb3de75edee0"
+    assert world_version("smileys") == "smileys@2" and world_version("smileys-classic") == "smileys-classic@1"
+    with pytest.raises(ValueError, match="unknown smileys world"):
+        smileys_batch(2, world="smileys-v3")
+
+
 def test_meta_geometry_two_symmetric_eyes_mouth_below():
-    _, y, meta = smileys_batch(500, seed=1, meta=True)
+    _, y, meta = smileys_batch(500, seed=1, world="smileys-classic", meta=True)
     (cx, cy), eyes = meta["face_center"].T, meta["eye_centers"]             # eyes (n, 2, 2)
     np.testing.assert_allclose(eyes[:, 0, 0] + eyes[:, 1, 0], 2 * cx, atol=1e-9)   # mirror images
     np.testing.assert_allclose(eyes[:, 0, 1], eyes[:, 1, 1], atol=0)               # same height
@@ -44,22 +68,34 @@ def test_meta_geometry_two_symmetric_eyes_mouth_below():
     np.testing.assert_allclose(meta["background"], 0.88)
 
 
-def test_pixels_match_the_meta():
-    x, _, meta = smileys_batch(200, seed=2, meta=True)
+def test_relational_eyes_are_mirror_images_sharing_every_attribute():
+    _, _, meta = smileys_batch(500, seed=1, meta=True)
+    (cx, cy), eyes = meta["face_center"].T, meta["eye_centers"]
+    np.testing.assert_allclose(eyes[:, 0, 0] + eyes[:, 1, 0], 2 * cx, atol=1e-9)
+    np.testing.assert_array_equal(eyes[:, 0, 1], eyes[:, 1, 1])
+    np.testing.assert_array_equal(meta["eye_radii"][:, 0], meta["eye_radii"][:, 1])
+    np.testing.assert_array_equal(meta["eye_color"][:, 0], meta["eye_color"][:, 1])
+    assert np.all(eyes[:, 0, 1] + meta["eye_radii"][:, 0] < cy)              # the eyes sit above the centre line
+
+
+@pytest.mark.parametrize("world", WORLDS)
+def test_pixels_match_the_meta(world):
+    x, _, meta = smileys_batch(200, seed=2, world=world, meta=True)
     img = (x.numpy() + 1) / 2                                                # (n, 3, H, W) in [0, 1]
     rows = np.arange(200)
     for e in range(2):
         ex, ey = np.round(meta["eye_centers"][:, e].T).astype(int)
-        assert img[rows, :, ey, ex].max(1).max() < 0.3                       # eye centres are dark
-    np.testing.assert_allclose(img[:, :, 0, 0], 0.88, atol=1e-6)             # background corner
+        np.testing.assert_allclose(img[rows, :, ey, ex], meta["eye_color"][:, e], atol=1e-6)  # eye centres: eye colour
+    np.testing.assert_allclose(img[:, :, 0, 0], meta["background"], atol=1e-6)  # background corner
     cx, cy = np.round(meta["face_center"].T).astype(int)
     skin = img[rows, :, cy, cx]                                              # face centre: skin colour
     np.testing.assert_allclose(skin, meta["face_color"], atol=1e-6)
-    np.testing.assert_allclose(skin.mean(0), [0.93, 0.68, 0.40], atol=0.01)
+    if world != "smileys-varied":
+        np.testing.assert_allclose(skin.mean(0), [0.93, 0.68, 0.40], atol=0.01)
 
 
 def test_varied_world_ranges():
-    x, _, meta = smileys_batch(500, seed=4, varied=True, meta=True)
+    x, _, meta = smileys_batch(500, seed=4, world="smileys-varied", meta=True)
     assert meta["face_radius"].min() >= 10 and meta["face_radius"].max() <= 13
     assert meta["face_radius"].max() - meta["face_radius"].min() > 2.5
     assert np.all(np.abs(meta["face_center"] - 15.5) <= 2)
@@ -74,7 +110,10 @@ def test_corruptions_change_only_what_they_say():
         assert bad.shape == real.shape and torch.equal(bad_labels, labels)
         assert (bad - real).abs().amax(dim=(1, 2, 3)).min() > 0.3            # every image is changed
     erased, _ = corrupted_smileys("erase_eye", 50, seed=5)
-    assert (erased != real).any(1).sum((1, 2)).max() <= 30                   # only one small eye patch
+    eyes = part_masks(meta)["eyes"]
+    assert not ((erased != real).any(1).numpy() & ~eyes).any()              # only eye pixels change
+    recoloured, _ = corrupted_smileys("recolour_eye", 50, seed=5)
+    assert not ((recoloured != real).any(1).numpy() & ~eyes).any()
     with pytest.raises(ValueError, match="unknown corruption"):
         corrupted_smileys("blur", 4)
     with pytest.raises(ValueError, match="n >= 0"):
@@ -164,7 +203,7 @@ def test_random_flip_mirrors_the_image(tmp_path):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="neither smileys, digits nor an existing folder"):
+    with pytest.raises(FileNotFoundError, match="neither a smileys world .*, digits nor an existing folder"):
         make_dataset(tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ImageFolder(tmp_path / "missing")
@@ -180,8 +219,8 @@ def test_folder_errors(tmp_path):
 
 def test_make_dataset_names():
     ds = make_dataset("smileys")
-    assert isinstance(ds, Smileys) and ds.num_classes == 4 and not ds.varied
-    assert make_dataset("smileys", varied=True, n=10).varied
+    assert isinstance(ds, Smileys) and ds.num_classes == 4 and ds.world == "smileys"
+    assert make_dataset("smileys-classic", n=10).world == "smileys-classic"
     assert make_dataset("digits").num_classes == 10
     with pytest.raises(ValueError, match="32"):
         make_dataset("smileys", image_size=64)

@@ -9,8 +9,10 @@ from mdt_teach.cli import main
 from mdt_teach.data import smileys_batch
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.models import build_model
-from mdt_teach.probe import (PROBE_SEED, attention_maps, dark_blob_in, hidden_tokens, missing_eye_probe,
-                             part_attention, wilson_interval)
+from mdt_teach.data import part_masks, render_meta
+from mdt_teach.painters import BLIND_PAINTERS, mirror
+from mdt_teach.probe import (PROBE_SEED, attention_maps, chance_line, completed, dark_blob_in, hidden_tokens,
+                             missing_eye_probe, other_colour, part_attention, wilson_interval)
 from mdt_teach.sampling import inpaint, keep_from_tokens, repaint_schedule
 from mdt_teach.viz.images import save_grid
 
@@ -32,6 +34,23 @@ class Oracle(nn.Module):
         return torch.cat([eps, torch.zeros_like(eps)], 1)
 
 
+class FollowingOracle(Oracle):
+    """Knows both versions of every face (the follow test's) and draws the one whose visible eye it sees:
+    per face, the version whose left-eye pixels are nearer x_t's."""
+
+    def __init__(self, x0_a, x0_b, left_eye):
+        super().__init__(x0_a)
+        self.x0_b, self.left_eye = x0_b, torch.from_numpy(left_eye)[:, None]
+
+    def forward(self, x, t, y):
+        a = self.abar[t].view(-1, 1, 1, 1)
+        d_a = ((x - a.sqrt() * self.x0) ** 2 * self.left_eye).sum((1, 2, 3))
+        d_b = ((x - a.sqrt() * self.x0_b) ** 2 * self.left_eye).sum((1, 2, 3))
+        x0 = torch.where((d_b < d_a).view(-1, 1, 1, 1), self.x0_b, self.x0)
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        return torch.cat([eps, torch.zeros_like(eps)], 1)
+
+
 class NoiseModel(Oracle):
     def forward(self, x, t, y):
         return torch.cat([torch.randn_like(x), torch.zeros_like(x)], 1)
@@ -48,8 +67,41 @@ def test_an_oracle_completes_every_face_and_noise_none(region):
     assert oracle.faces == noise.faces >= 20
     assert oracle.completed == 1.0 and noise.completed == 0.0
     assert oracle.completed_ci[0] > 0.85 and noise.completed_ci[1] < 0.15
+    assert oracle.chance == noise.chance and set(oracle.chance) == set(BLIND_PAINTERS)
+    if region == "eye":
+        assert max(oracle.chance.values()) <= 0.15           # the painters' chance line, on the same faces
+        assert oracle.follow == 0.0                           # knows one version only: cannot follow the other
     # the cheek control never counts as an eye on the true faces; the eye region always holds one
     assert oracle.eye_in_region == (1.0 if region == "eye" else 0.0)
+
+
+def test_the_follow_test_needs_a_look_at_the_visible_eye():
+    """1000 faces: a painter that copies the visible eye follows 100%; every relation-blind painter ≈ never."""
+    images, _, meta = smileys_batch(1000, seed=PROBE_SEED, meta=True)
+    hide, usable = hidden_tokens(meta, "eye", 4)
+    images, meta = images[usable], {k: v[usable] for k, v in meta.items()}
+    keep = 1 - keep_from_tokens(torch.from_numpy(hide[usable]), 4)
+    meta_b = other_colour(meta)
+    assert (meta_b["eye_color"] != meta["eye_color"]).any(-1).all()            # every face: another colour
+    assert np.array_equal(hidden_tokens(meta_b, "eye", 4)[0], hide[usable])   # the same hidden tokens
+    images_b = render_meta(meta_b)
+    a = chance_line(images, meta, keep, "smileys", painters={"mirror": mirror})
+    b = chance_line(images_b, meta_b, keep, "smileys", painters={"mirror": mirror})
+    assert (a["mirror"] & b["mirror"]).all()
+    blind_a, blind_b = chance_line(images, meta, keep, "smileys"), chance_line(images_b, meta_b, keep, "smileys")
+    for painter in BLIND_PAINTERS:
+        assert blind_a[painter].mean() <= 0.10, painter                        # the probe's chance line
+        assert (blind_a[painter] & blind_b[painter]).mean() <= 0.01, painter   # follows: measured 0%
+
+
+def test_an_oracle_that_sees_the_visible_eye_follows():
+    images, labels, meta = FACES
+    hide, usable = hidden_tokens(meta, "eye", 4)
+    sub = {k: v[usable] for k, v in meta.items()}
+    x0_b = render_meta(other_colour(sub))
+    oracle = FollowingOracle(images[usable], x0_b, part_masks(sub)["eye_0"].astype(np.float32))
+    r = missing_eye_probe(oracle, "eye", steps="10", resamples=1, faces=FACES)
+    assert r.completed == 1.0 and r.follow == 1.0 and max(r.follow_chance.values()) <= 0.05
 
 
 def test_hidden_regions_are_what_they_say():
@@ -63,7 +115,7 @@ def test_hidden_regions_are_what_they_say():
     from mdt_teach.data import part_masks
     parts = part_masks(meta)
     px = keep_from_tokens(torch.from_numpy(cheek), 4)[:, 0].numpy() > 0.5
-    assert not (px & (parts["eye_left"] | parts["eye_right"] | parts["mouth"]))[usable_cheek].any()
+    assert not (px & (parts["eyes"] | parts["mouth"]))[usable_cheek].any()
     assert not dark_blob_in(images, px, parts["face"])[usable_cheek].any()       # plain skin on the real faces
     with pytest.raises(ValueError, match="unknown probe region"):
         hidden_tokens(meta, "nose", 4)
@@ -92,6 +144,10 @@ def test_repaint_schedule():
     ups = sum(b > a for a, b in zip(path, path[1:]))
     assert ups == 4 and downs == 6 + 4                        # two jumps back up by 2, each walked down again
     assert all(abs(b - a) == 1 for a, b in zip(path, path[1:]))
+    # RePaint's get_schedule_jump(t_T=6, n_sample=1, jump_length=2, jump_n_sample=2), worked by hand from its
+    # loop, is [5, 4, 3, 2, 3, 4, 3, 2, 1, 0, 1, 2, 1, 0, -1] (timestep indices of x, -1 = clean); +1 gives levels
+    assert path == [6, 5, 4, 3, 4, 5, 4, 3, 2, 1, 2, 3, 2, 1, 0]
+    assert 0 not in path[:-1]                                 # the clean x0 is reached once, at the end
 
 
 def test_part_attention_on_a_hand_built_pattern():
@@ -143,10 +199,13 @@ def test_inpaint_and_probe_cli(tmp_path, monkeypatch, capsys):
                  "--regions", "eye,none", "--attention", "--json", "probe.json"]) == 0
     out = capsys.readouterr().out
     assert "eye " in out and "none" in out and (tmp_path / "probe.json").exists()
+    assert "chance line (relation-blind painters, same faces): independent" in out and "follows" in out
     assert "attention at t=100: left eye → right eye per token" in out          # one value per layer (2 here)
     import json
     record = json.loads((tmp_path / "probe.json").read_text())
     assert len(record["attention"]["400"]["other_eye"]) == 2 and set(record["regions"]) == {"eye", "none"}
+    assert set(record["regions"]["eye"]["chance"]) == {"independent", "canonical", "context", "transplant"}
+    assert record["regions"]["eye"]["follow"] is not None and record["world"] == "smileys"
     assert main(["probe", "--ckpt", "official.pt", "--regions", "nose"]) == 2
 
 

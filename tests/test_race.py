@@ -9,8 +9,8 @@ import time
 import pytest
 
 import mdt_teach.race_summary as rs
-from mdt_teach.race import (SEEDS, SWEPT_LR, VARIANTS, RaceSettings, Variant, load_results, parse_variants,
-                             run_race, schedule)
+from mdt_teach.race import (SEEDS, SWEPT_LR, VARIANTS, RaceSettings, Variant, finished, load_results,
+                             parse_variants, run_race, schedule)
 from mdt_teach.resources import data_file
 
 
@@ -96,6 +96,21 @@ def test_the_race_trains_seed_by_seed():
     order = [(v.name, s) for v, s in schedule(parse_variants("dit,mdtv2,mdt"))]
     assert order == [("dit", 0), ("mdtv2", 0), ("mdt", 0), ("dit", 1), ("mdtv2", 1), ("dit", 2), ("mdtv2", 2)]
     assert [(v.name, s) for v, s in schedule(parse_variants("mdt"), seeds=[3, 1])] == [("mdt", 1), ("mdt", 3)]
+
+
+def test_a_race_cannot_mix_worlds(tmp_path):
+    """Records name the world they were raced on; the committed ones (no world recorded) are classic."""
+    settings = RaceSettings()
+    legacy = tmp_path / "dit_seed0.json"
+    legacy.write_text(json.dumps({"settings": {k: v for k, v in settings.__dict__.items() if k != "world"}}))
+    with pytest.raises(ValueError, match="was raced on smileys-classic@1, not smileys@2; a race cannot mix worlds"):
+        finished(legacy, settings)
+    assert finished(legacy, RaceSettings(world="smileys-classic"))["settings"]["budget"] == settings.budget
+    now = tmp_path / "mdtv2_seed0.json"
+    now.write_text(json.dumps({"world": "smileys@2", "settings": settings.__dict__}))
+    assert finished(now, settings)["world"] == "smileys@2"
+    with pytest.raises(ValueError, match="other settings"):
+        finished(now, RaceSettings(budget=3.0))
 
 
 @pytest.mark.slow

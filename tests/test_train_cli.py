@@ -93,6 +93,7 @@ def test_train_then_sample_and_the_run_folder(tmp_path, monkeypatch, capsys):
     assert Image.open(run / "samples" / "final.png").size == (4 * (4 * 33 + 1), 4 * 34)   # upscaled 4×
     assert json.loads((run / "summary.json").read_text())["steps"] == 3
     assert json.loads((run / "config.json").read_text())["lr"] == 1e-3        # the tiny recipe
+    assert json.loads((run / "config.json").read_text())["world"] == "smileys@2"  # the world and its version
 
     # the same folder again without --resume is refused, with nothing touched
     one_error_line(capsys, ["train", *TINY, "--steps", "3", "--batch-size", "4", "--out", "runs/t"],
@@ -105,6 +106,20 @@ def test_train_then_sample_and_the_run_folder(tmp_path, monkeypatch, capsys):
                  "--out", "grid.png"]) == 0
     assert Image.open(tmp_path / "grid.png").size == (3 * 33 + 1, 34)
     assert "DiT-T/4 step 3 (EMA weights)" in capsys.readouterr().out
+
+
+def test_a_run_cannot_resume_on_another_world():
+    """A run of the world before version 2 (no world recorded, data "smileys") or of another version is refused
+    on --resume with one sentence; a run of today's world resumes."""
+    from mdt_teach.recipe import TrainConfig, merge_for_resume
+    for saved in (TrainConfig(data="smileys"), TrainConfig(data="smileys", world="smileys@1"),
+                  TrainConfig(data="smileys-varied", world="smileys-varied@1")):
+        with pytest.raises(ValueError, match=r"was trained on the world smileys(-varied)?@1, but --data .* is "
+                                             r"smileys(-varied)?@2 today; a run cannot change worlds"):
+            merge_for_resume(TrainConfig(resume=True), saved, "runs/old")
+    ok = merge_for_resume(TrainConfig(resume=True), TrainConfig(data="smileys", world="smileys@2"), "runs/new")
+    assert ok.world == "smileys@2"
+    assert merge_for_resume(TrainConfig(resume=True), TrainConfig(data="digits"), "runs/d").world is None
 
 
 def test_sample_accepts_an_official_state_dict(tmp_path, monkeypatch, capsys):

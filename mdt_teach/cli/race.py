@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..data import WORLDS
 from ..race import VARIANTS, RaceSettings, gpu_preset, parse_variants, run_race, summarize_folder
 from ..sweep import run_sweep
 from ..sampling import METHODS, space_timesteps
@@ -28,6 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"samples per evaluation along the way (default {d.n})")
     parser.add_argument("--final-samples", type=int, default=d.n_final,
                         help=f"samples of the final evaluation (default {d.n_final})")
+    parser.add_argument("--world", default=d.world, choices=WORLDS,
+                        help=f"the smileys world to race on (default {d.world}; the committed data/race/cpu is "
+                             "smileys-classic: pass that to --summarize it)")
     parser.add_argument("--label", default="cpu", help="what ran it, stored in summary.json (cpu / gpu)")
     parser.add_argument("--sample-steps", default=d.sample_steps,
                         help="respacing of the fixed evaluation sampler (default ddim25: ADM's DDIM-style stride)")
@@ -79,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     settings = RaceSettings(args.budget, args.batch_size, args.eval_minutes, args.eval_samples, args.final_samples,
                             args.sample_steps, args.method, args.probe_every,
-                            final_probe_faces=RaceSettings.final_probe_faces if args.probe_every else 0)
+                            final_probe_faces=RaceSettings.final_probe_faces if args.probe_every else 0,
+                            world=args.world)
     if args.preset == "gpu":
         variants, settings = gpu_preset()
         out = Path(args.out if args.out != "data/race/cpu" else "data/race/gpu")
