@@ -17,7 +17,7 @@ from torch import nn
 
 from .checker import DARK_DROP, MIN_BLOB, TOL_PX, two_eyes, unit_images_and_luminance  # noqa: F401 (re-exported)
 from .checkpoint import read_torch_file
-from .data import DEFAULT_WORLD, smileys_batch
+from .data import DEFAULT_WORLD, SMILEY_CLASSES, smileys_batch
 from .resources import data_file
 
 # ----------------------------------------------------------------------------------------------
@@ -59,6 +59,9 @@ def gaussian_stats(features) -> tuple[np.ndarray, np.ndarray]:
 # The feature net and FD-smileys
 # ----------------------------------------------------------------------------------------------
 FEATURE_NET_FILE = "feature_net.pt"
+FEATURE_NET_FILES = {"smileys-classic": "feature_net_classic.pt"}   # the classic world keeps its own net
+FEATURE_CLASSES = (tuple(SMILEY_CLASSES) + tuple(f"{c}, eyes disagree" for c in SMILEY_CLASSES)
+                   + tuple("0123456789"))
 
 
 class FeatureNet(nn.Module):
@@ -85,9 +88,10 @@ class FeatureNet(nn.Module):
 _NETS: dict = {}
 
 
-def load_feature_net(path=None) -> FeatureNet:
-    """The committed feature net (data/feature_net.pt, from tools/train_feature_net.py), eval mode, cached."""
-    path = str(path or data_file(FEATURE_NET_FILE))
+def load_feature_net(path=None, world: str = DEFAULT_WORLD) -> FeatureNet:
+    """The committed feature net of `world` (data/feature_net.pt, from tools/train_feature_net.py; the classic
+    world's data/feature_net_classic.pt), or the one at `path`; eval mode, cached."""
+    path = str(path or data_file(FEATURE_NET_FILES.get(world, FEATURE_NET_FILE)))
     if path not in _NETS:
         blob = read_torch_file(path)
         net = FeatureNet(**blob["config"])
@@ -126,7 +130,8 @@ _REFERENCE_STATS: dict = {}
 def reference_stats(n: int, world: str = DEFAULT_WORLD):
     """(mu, sigma) of n real faces of `world` from a seed the training never sees (cached; FD needs equal counts)."""
     if (n, world) not in _REFERENCE_STATS:
-        _REFERENCE_STATS[n, world] = gaussian_stats(smiley_features(smileys_batch(n, seed=REFERENCE_SEED, world=world)[0]))
+        faces = smileys_batch(n, seed=REFERENCE_SEED, world=world)[0]
+        _REFERENCE_STATS[n, world] = gaussian_stats(smiley_features(faces, load_feature_net(world=world)))
     return _REFERENCE_STATS[n, world]
 
 
@@ -138,7 +143,7 @@ def score_smileys(images, labels=None, world: str = DEFAULT_WORLD) -> dict:
     funnel = {f"funnel_{k}": float(v) for k, v in result.funnel.items()}
     extra = {} if result.expression_accuracy is None else {"expression": result.expression_accuracy}
     try:
-        fd = float(fd_smileys(images, reference_stats(len(images), world)))
+        fd = float(fd_smileys(images, reference_stats(len(images), world), load_feature_net(world=world)))
     except FileNotFoundError as err:  # the feature net is a committed artefact; say so, keep the score
         warnings.warn(f"FD-smileys skipped: {err}", stacklevel=2)
         fd = None

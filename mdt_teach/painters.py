@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checker import PAIR_TOL_PX, SIZE_TOL
-from .smileys import EYE_COLORS, EYE_RADIUS, EYE_ROOM, between, eye_colour_index, sample_params, uniforms
+from .checker import PAIR_TOL_PX, SIZE_TOL, two_eyes
+from .smileys import (EYE_COLORS, EYE_RADIUS, EYE_ROOM, between, eye_colour_index, render_meta, sample_params,
+                      smileys_batch, uniforms)
 
 BLIND_PAINTERS = ("independent", "canonical", "context", "transplant")
 ATTRIBUTES = ("colour", "size", "spacing", "height")
@@ -142,3 +143,16 @@ def one_wrong(meta: dict, attribute: str, seed: int = 0) -> dict:
     else:
         raise ValueError(f"unknown attribute {attribute!r}; use one of {', '.join(ATTRIBUTES)}")
     return with_right_eye(meta, eye)
+
+
+# ----------------------------------------------------------------------------------------------
+# The chance line of free samples
+# ----------------------------------------------------------------------------------------------
+CHANCE_SEED = 11
+
+
+def blind_rates(world: str, n: int = 1000) -> dict:
+    """{painter: pair_agreement} of n real faces of `world` whose right eye each relation-blind painter redrew:
+    what a model that draws each eye without looking at the other scores (the chance line of free samples)."""
+    _, labels, meta = smileys_batch(n, seed=CHANCE_SEED, world=world, meta=True)
+    return {p: round(two_eyes(render_meta(paint(meta, p, world)), labels).pair_score, 4) for p in BLIND_PAINTERS}

@@ -25,7 +25,8 @@ DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16",
                "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 RESUME_KEEPS = ("steps", "minutes", "ckpt_every", "keep", "sample_every", "eval_every", "eval_samples",
                 "grid_samples", "progress", "num_workers", "threads", "compile", "deterministic", "out", "resume")
-RESUME_OVERRIDES = ("lr", "max_grad_norm")   # may change on resume when given (e.g. after a NaN)
+RESUME_OVERRIDES = ("lr", "max_grad_norm")
+LR_SCHEDULES = ("constant", "cosine")   # may change on resume when given (e.g. after a NaN)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     ema_decay: float | None = None
     ema_warmup: bool | None = None    # decay_k = min(decay, (1 + k)/(10 + k))
     warmup_steps: int = 0             # linear lr warm-up (official: none)
+    lr_schedule: str = "constant"     # constant (official) | cosine: decays to 0 at `steps` (needs --steps)
     grad_accum: int = 1               # shards per rank and step
     compile: bool = False
     zero: bool = False                # shard optimizer state (ZeroRedundancyOptimizer)
@@ -135,6 +137,11 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
     if cfg.batch_size % shards:
         raise ValueError(f"global batch {cfg.batch_size} is not divisible by {world_size} process(es) × "
                          f"{cfg.grad_accum} accumulation step(s); use a multiple of {shards}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr schedule {cfg.lr_schedule!r}; use one of {', '.join(LR_SCHEDULES)}")
+    if cfg.lr_schedule == "cosine" and cfg.steps is None:
+        raise ValueError("--lr-schedule cosine needs --steps: the schedule is fixed in steps at the start (so a "
+                         "resumed run continues it exactly); give --steps N")
     if cfg.opt not in ("adan", "adamw"):
         raise ValueError(f"unknown optimizer {cfg.opt!r}; use adan or adamw")
     if cfg.dtype not in ("float32", "float16", "bfloat16"):
@@ -184,6 +191,9 @@ def merge_for_resume(given: TrainConfig, saved: TrainConfig, out: str) -> TrainC
     keep.update({k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) is not None})
     if given.steps is None and given.minutes is None:  # no new budget: the run's own target
         keep.update(steps=saved.steps, minutes=saved.minutes)
+    if saved.lr_schedule == "cosine" and keep["steps"] != saved.steps:
+        raise ValueError(f"{out} decays its lr over {saved.steps} steps (--lr-schedule cosine), fixed at the start; "
+                         f"resume without --steps (or with --steps {saved.steps})")
     return replace(saved, **{**keep, "out": out})
 
 
@@ -215,7 +225,11 @@ def make_optimizer(params: list, cfg: TrainConfig, sharded: bool = False):
 
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """Constant lr (official), with an optional linear warm-up over `warmup_steps`."""
+    """Constant lr (official), or cosine-decayed to 0 over `steps` (lr · ½(1 + cos(π · step / steps))), with an
+    optional linear warm-up over `warmup_steps`. A function of the step alone, so a resumed run gets the same."""
+    lr = cfg.lr
+    if cfg.lr_schedule == "cosine":
+        lr *= 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.steps) / cfg.steps))
     if cfg.warmup_steps > 0:
-        return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps)
-    return cfg.lr
+        lr *= min(1.0, (step + 1) / cfg.warmup_steps)
+    return lr

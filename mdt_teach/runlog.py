@@ -3,11 +3,12 @@
 runs/<name>/
   config.json        the resolved TrainConfig
   metrics.jsonl      one line per optimizer step: loss parts, lr (and the clip coefficient when the trainer clips)
-  eval.jsonl         two-eyes score of every sample grid; two-eyes + FD-smileys of every evaluation
+  eval.jsonl         pair agreement and two-eyes of every sample grid; + funnel, pair tests, FD-smileys of every
+                     evaluation
   samples/           EMA sample grids step_<step>.png and final.png (upscaled so a 32 px face can be seen)
   ckpt/              the newest --keep checkpoints ckpt_<step>.pt
   loss_curve.png     the loss (and its moving average) against the step
-  summary.json       steps, wall time, the final scores
+  summary.json       steps, wall time, the final scores and, on smileys, the chance line (`painters.blind_rates`)
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, write_json
 from .metrics import score_smileys, two_eyes
+from .painters import blind_rates
 from .smileys import WORLDS
 from .sampling import generate
 from .viz.images import save_grid
@@ -173,9 +175,10 @@ class RunLogger:
         metrics = read_jsonl(self.metrics_path)
         if metrics:
             plot_loss_curve(metrics, self.out / "loss_curve.png")
+        chance = {"chance_line": blind_rates(self.t.cfg.data)} if scores else {}
         summary = {"steps": self.t.step, "train_seconds": round(train_seconds, 1),
                    "seconds_per_step": round(train_seconds / max(1, self.t.step), 4),
-                   "final_loss": metrics[-1]["loss"] if metrics else None, **scores,
+                   "final_loss": metrics[-1]["loss"] if metrics else None, **scores, **chance,
                    "checkpoint": str(self.t.out / "ckpt"), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json(self.out / "summary.json", summary)
         print(f"mdt-teach train: {self.t.step} steps in {train_seconds / 60:.1f} min; samples, metrics.jsonl, "

@@ -61,8 +61,11 @@ run = mdt_teach.setup()
 # optimizer, Min-SNR loss weights) more than 10× faster, with ImageNet-256 FID 1.58 — their claims;
 # lesson 08 lets you test the idea yourself at toy scale.
 #
-# Our toy world makes the point visible: **smileys** whose two eyes must agree. A checker counts the
-# eyes of every sample, so "one eye where two belong" becomes a number you can watch.
+# Our toy world makes the point visible: **smileys** whose two eyes must agree. Every face draws its own
+# eye colour (one of five), size, spacing and height, shared by both eyes and by nothing else in the face,
+# so the only way to draw the second eye right is to look at the first. A checker counts the eyes of every
+# sample and tests whether the pair agrees, so "one eye where two belong", or two eyes that do not match,
+# becomes a number you can watch (`docs/smileys.md`).
 #
 # ## The course map
 # | # | lesson | you build |
@@ -140,7 +143,7 @@ print("classes:", ", ".join(SMILEY_CLASSES))
 #
 # 1. (32/2)² = 256 tokens. ImageNet-256 → 32×32×4 latents → (32/2)² = 256 tokens: the small profile
 #    uses the paper's token grid.
-# 2. `render_token_grid(images[0], patch_size=8)`: 16 tokens; each eye fits inside one token, so a
-#    masked token can hide a whole eye.
+# 2. `render_token_grid(images[0], patch_size=8)`: 16 tokens; an eye usually fits inside one of them (a
+#    large eye near a token's edge straddles two), so one masked token can hide a whole eye.
 #
 # </details>

@@ -188,7 +188,9 @@ print("library agrees:", all(torch.equal(a, b.to(a.dtype)) for a, b in zip(mine,
 # Pick an image, a mask ratio and a seed. Left: the image with the hidden tokens greyed out. Right: the
 # encoder's input — the K kept tokens in the order it receives them, each labelled with its original
 # token index. Notice that a seed fixes the permutation, so raising the ratio hides *more of the same*
-# tokens; and that at 0.5 or more an eye often vanishes entirely from the encoder's view.
+# tokens; and that at 0.5 or more all the tokens of one eye are sometimes hidden at once (at patch 4 an eye
+# covers up to six tokens, most often four): the encoder then sees one eye, and the other is what the
+# decoder must draw from it.
 
 # %%
 from mdt_teach.viz.masks import mask_explorer_widget

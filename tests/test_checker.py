@@ -1,7 +1,7 @@
 """The checker: face → two eye blobs → two-eyes verdict → the pair agrees; and the chance line it must hold.
 
 The table of docs/smileys.md, "What the checker passes", is asserted here on 1,000 faces per row: real faces
-and slightly noisy ones pass; every relation-blind painter (tests/…/painters.py) passes at most 10%; every
+and slightly noisy ones pass; every relation-blind painter (`mdt_teach.painters`) passes at most 10%; every
 painter with one attribute wrong and every corruption at most 2%.
 """
 import itertools
@@ -234,3 +234,20 @@ def test_the_worlds_eyes_vary_far_more_than_the_tolerance():
         assert np.ptp(pair[key]) >= spread, key
     assert np.all(np.hypot(pair["dx"], pair["h"]) + pair["radius"] <= 9.5 + 1e-9)   # inside the smallest face
     assert np.all(pair["dx"] - pair["radius"] >= 1.0 - 1e-9)                        # the eyes never touch
+
+
+def test_the_docs_table_is_the_committed_measurement():
+    """docs/smileys.md's checker table is `tools/checker_table.py`'s data/checker_table.json, row for row, and
+    that JSON holds what the tests above assert."""
+    import json
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tools"))
+    from checker_table import markdown
+    record = json.loads((root / "data" / "checker_table.json").read_text())
+    assert markdown(record) in (root / "docs" / "smileys.md").read_text()
+    rows = record["worlds"]["smileys"]
+    assert rows["real"]["pair_agreement"] >= 0.98 and rows["real + noise 0.1"]["pair_agreement"] >= 0.95
+    assert max(rows[f"blind: {p}"]["pair_agreement"] for p in BLIND_PAINTERS) <= 0.10
+    assert max(r["pair_agreement"] for k, r in rows.items() if k.startswith(("wrong", "corruption"))) <= 0.02

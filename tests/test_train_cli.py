@@ -44,6 +44,8 @@ def one_error_line(capsys, argv, match):
     (["train", "--steps", "2", "--method", "euler"], "unknown sampler 'euler'"),
     (["train", "--steps", "2", "--max-grad-norm", "-1"], "--max-grad-norm must be at least 0"),
     (["train", "--steps", "2", "--num-workers", "-2"], "--num-workers must be at least 0"),
+    (["train", "--minutes", "1", "--lr-schedule", "cosine"], "--lr-schedule cosine needs --steps"),
+    (["train", "--steps", "2", "--lr-schedule", "linear"], "unknown lr schedule 'linear'"),
 ])
 def test_bad_train_input_is_one_line_and_writes_nothing(argv, match, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
@@ -106,6 +108,16 @@ def test_train_then_sample_and_the_run_folder(tmp_path, monkeypatch, capsys):
                  "--out", "grid.png"]) == 0
     assert Image.open(tmp_path / "grid.png").size == (3 * 33 + 1, 34)
     assert "DiT-T/4 step 3 (EMA weights)" in capsys.readouterr().out
+
+
+def test_the_cosine_schedule_is_fixed_in_steps():
+    from mdt_teach.recipe import TrainConfig, lr_at, merge_for_resume
+    cfg = TrainConfig(lr=2e-3, steps=100, lr_schedule="cosine")
+    assert [lr_at(cfg, k) for k in (0, 50, 100, 150)] == pytest.approx([2e-3, 1e-3, 0.0, 0.0])
+    assert lr_at(TrainConfig(lr=2e-3, steps=100), 50) == 2e-3                     # constant: the official
+    with pytest.raises(ValueError, match="decays its lr over 100 steps"):        # a resume cannot move the end
+        merge_for_resume(TrainConfig(resume=True, steps=200), cfg, "runs/c")
+    assert merge_for_resume(TrainConfig(resume=True), cfg, "runs/c").steps == 100
 
 
 def test_a_run_cannot_resume_on_another_world():

@@ -10,6 +10,7 @@ at every pixel and channel, averaged, then averaged over the classes. Writes the
 from __future__ import annotations
 
 import argparse
+import subprocess
 from pathlib import Path
 
 import torch
@@ -34,14 +35,16 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="data/cfg_pow_variety.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
-    model, _ = load_lesson_checkpoint("lesson09_mdtv2_tiny.pt")
+    model, info = load_lesson_checkpoint("lesson09_mdtv2_tiny.pt")
     rows = []
     for power in POWERS:
         x, y = generate(model, args.n, GaussianDiffusion(), steps="50", cfg_scale=args.cfg, scale_pow=power, seed=3)
         rows.append({"scale_pow": power, "within_class_variance": round(within_class_variance(x, y), 5)})
         print(rows[-1], flush=True)
-    write_json(Path(args.out), {"checkpoint": "data/lesson09_mdtv2_tiny.pt", "cfg": args.cfg, "n": args.n,
-                                "sampler": "ddpm 50", "made_by": "tools/cfg_pow_variety.py", "rows": rows})
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+    write_json(Path(args.out), {"checkpoint": "data/lesson09_mdtv2_tiny.pt", "world": info.get("world"),
+                                "cfg": args.cfg, "n": args.n, "sampler": "ddpm 50", "commit": commit,
+                                "made_by": "tools/cfg_pow_variety.py", "rows": rows})
     print(f"wrote {args.out}")
     return 0
 

@@ -67,7 +67,8 @@ def from_checkpoint(path: Path):
     state = read_checkpoint(path)
     model, _ = load_model(path, use_ema=True)
     cfg = state["config"]
-    info = {"model": cfg["model"], "steps": int(state["step"]), "batch_size": cfg["batch_size"], "seed": cfg["seed"],
+    info = {"model": cfg["model"], "world": cfg.get("world"), "steps": int(state["step"]),
+            "batch_size": cfg["batch_size"], "seed": cfg["seed"],
             "weights": "EMA", "source": f"{path.parent.parent.name}/{path.name}",
             "recipe": {k: cfg[k] for k in ("opt", "lr", "weighting", "ema_decay")}}
     return model, info, float(state.get("elapsed", 0.0))
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
         steps = info["steps"]
     else:
         model, steps, seconds, cfg = train(args)
-        info = {"model": args.model, "steps": steps, "batch_size": args.batch_size, "seed": args.seed,
+        info = {"model": args.model, "world": cfg.world, "steps": steps, "batch_size": args.batch_size,
+                "seed": args.seed,
                 "weights": "EMA", "recipe": {k: asdict(cfg)[k] for k in ("opt", "lr", "weighting", "ema_decay")}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,8 @@ def main(argv=None) -> int:
         def keep(trainer, logs, name=name, started=started):
             if trainer.step in stages:
                 path = out / f"{name}_{trainer.step:05d}.pt"
-                info = {"model": preset, "model_args": {**SIZE, **extra}, "steps": trainer.step, "seed": 0,
+                info = {"model": preset, "model_args": {**SIZE, **extra}, "world": trainer.cfg.world,
+                        "steps": trainer.step, "seed": 0,
                         "batch_size": trainer.cfg.batch_size, "weights": "EMA",
                         "train_seconds": round(time.time() - started, 1),
                         "recipe": {"opt": trainer.cfg.opt, "lr": trainer.cfg.lr, "weighting": trainer.cfg.weighting}}

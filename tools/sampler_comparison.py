@@ -3,14 +3,16 @@
     python tools/sampler_comparison.py [--n 512] [--out data/sampler_comparison.json]
 
 Samples the committed lesson 09 checkpoint (MDTv2-T/4) with DDPM-250, DDPM-50, DDIM-50 (ADM's ddim50
-spacing) and DDIM-10 from the same starting noise and classes, scores each set with the two-eyes checker,
-and times each sampler per image after a warm-up call (so the first call's one-off costs are not counted).
-The two-eyes score of n samples carries a binomial standard error √(p(1−p)/n), written beside it.
+spacing) and DDIM-10 from the same starting noise and classes, scores each set with the checker (pair
+agreement, the headline, and the two-eyes verdict), and times each sampler per image after a warm-up call
+(so the first call's one-off costs are not counted). A rate p of n samples carries a binomial standard
+error √(p(1−p)/n), written beside it. The record names the checkpoint's world and the commit it ran at.
 """
 from __future__ import annotations
 
 import argparse
 import math
+import subprocess
 import time
 from pathlib import Path
 
@@ -43,13 +45,16 @@ def main(argv=None) -> int:
         began = time.perf_counter()
         x = sample(model, z, y, diffusion, steps=steps, method=method, generator=torch.Generator().manual_seed(1))
         seconds = time.perf_counter() - began
-        p = two_eyes(x, y).score
-        rows.append({"method": method, "steps": steps, "n": args.n, "two_eyes": round(p, 4),
-                     "standard_error": round(math.sqrt(p * (1 - p) / args.n), 4),
-                     "ms_per_image": round(1000 * seconds / args.n, 2)})
+        r = two_eyes(x, y)
+        se = lambda p: round(math.sqrt(p * (1 - p) / args.n), 4)  # noqa: E731
+        rows.append({"method": method, "steps": steps, "n": args.n, "pair_agreement": round(r.pair_score, 4),
+                     "pair_standard_error": se(r.pair_score), "two_eyes": round(r.score, 4),
+                     "standard_error": se(r.score), "ms_per_image": round(1000 * seconds / args.n, 2)})
         print(rows[-1], flush=True)
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     write_json(Path(args.out), {"checkpoint": "data/lesson09_mdtv2_tiny.pt", "model": info["model"],
-                                "threads": args.threads, "made_by": "tools/sampler_comparison.py", "rows": rows})
+                                "world": info.get("world"), "threads": args.threads, "commit": commit,
+                                "made_by": "tools/sampler_comparison.py", "rows": rows})
     print(f"wrote {args.out}")
     return 0
 

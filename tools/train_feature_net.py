@@ -1,12 +1,19 @@
-"""Train the small feature CNN behind FD-smileys and write data/feature_net.pt (CPU: 0.41 CPU-s per step, 800 steps).
+"""Train the small feature CNN behind FD-smileys and write data/feature_net.pt (CPU: about 0.5 CPU-s per step).
 
     .venv/bin/python tools/train_feature_net.py            # writes data/feature_net.pt
     .venv/bin/python tools/train_feature_net.py --out /tmp/fn.pt --steps 200
 
-Task: one 14-way classifier — smiley expression (4 classes: default and varied worlds) and
-scikit-learn digit (10 classes, shifted by up to 2 px). The 128-d penultimate layer
-(`FeatureNet.features`) is the space FD-smileys measures in. Training smileys use seeds 10_000 and
-10_001, so the metric's own tests (seed 0, 1, ...) never see training images.
+Task: one 18-way classifier — for smileys, the expression (4 classes) *and* whether the two eyes agree
+(real faces: classes 0–3; faces whose right eye a relation-blind painter redrew, `painters.paint`:
+classes 4–7), on the relational world and its varied version; and scikit-learn digits (classes 8–17,
+shifted by up to 2 px). A net that only read expressions would put a face with mismatched eyes next to a
+real one, and FD-smileys could not see the relation; this one must tell them apart. The 128-d
+penultimate layer (`FeatureNet.features`) is the space FD-smileys measures in. Training smileys use seeds
+10_000 and 10_001, so the metric's own tests (seed 0, 1, ...) never see training images.
+
+The classic world's net (data/feature_net_classic.pt: 14 classes, expressions of the classic world and its
+old varied version, and digits) was made by this tool before the relational world (git history,
+commit 12e1ee2); it stays so that classic-world numbers can be reproduced.
 """
 from __future__ import annotations
 
@@ -18,26 +25,38 @@ import torch
 import torch.nn.functional as F
 
 from mdt_teach.checkpoint import atomic_save
-from mdt_teach.data import SMILEY_CLASSES, Digits, smileys_batch
-from mdt_teach.metrics import FeatureNet
+from mdt_teach.data import SMILEY_CLASSES, Digits, render_meta, smileys_batch
+from mdt_teach.metrics import FEATURE_CLASSES, FeatureNet
+from mdt_teach.painters import paint
 
 ROOT = Path(__file__).resolve().parents[1]
-TRAIN_SEEDS = (10_000, 10_001)     # (default world, varied world)
+TRAIN_SEEDS = {"smileys": 10_000, "smileys-varied": 10_001}
+K = len(SMILEY_CLASSES)
+
+
+def faces(n: int, world: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """n real faces (labels 0..K-1) and n faces with a painted right eye (labels K..2K-1), half each painter
+    that draws from the world's own eyes (independent, transplant)."""
+    x, y, meta = smileys_batch(n, seed=seed, world=world, meta=True)
+    half = {k: v[: n // 2] for k, v in meta.items()}
+    rest = {k: v[n // 2:] for k, v in meta.items()}
+    painted = torch.cat([render_meta(paint(half, "independent", world, seed)),
+                         render_meta(paint(rest, "transplant", world, seed))])
+    return torch.cat([x, painted]), torch.cat([y, y + K])
 
 
 def training_set(n_smileys: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Smileys (both worlds, labels 0-3) and digits (labels 4-13), as one tensor pair."""
-    default, y_default = smileys_batch(n_smileys, seed=TRAIN_SEEDS[0])
-    varied, y_varied = smileys_batch(n_smileys, seed=TRAIN_SEEDS[1], varied=True)
+    """Smileys of both relational worlds (labels 0..2K-1) and digits (labels 2K..2K+9), as one tensor pair."""
+    parts = [faces(n_smileys, world, seed) for world, seed in TRAIN_SEEDS.items()]
     digits = Digits()
-    x = torch.cat([default, varied, digits.images])                          # (N, 3, 32, 32)
-    y = torch.cat([y_default, y_varied, digits.labels + len(SMILEY_CLASSES)])
+    x = torch.cat([p[0] for p in parts] + [digits.images])                     # (N, 3, 32, 32)
+    y = torch.cat([p[1] for p in parts] + [digits.labels + 2 * K])
     return x, y
 
 
 def shift_digits(x: torch.Tensor, y: torch.Tensor, g: torch.Generator, max_shift: int = 2) -> torch.Tensor:
     """Move each digit by up to ±max_shift px (white paper fills in): cheap augmentation for 1,797 digits."""
-    is_digit = y >= len(SMILEY_CLASSES)
+    is_digit = y >= 2 * K
     if not is_digit.any():
         return x
     pad = F.pad(x[is_digit], [max_shift] * 4, value=1.0)                     # (n, 3, 36, 36)
@@ -52,7 +71,7 @@ def train(steps: int, batch_size: int, n_smileys: int, lr: float, seed: int) -> 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     x, y = training_set(n_smileys)
-    net = FeatureNet(num_classes=len(SMILEY_CLASSES) + 10)
+    net = FeatureNet(num_classes=len(FEATURE_CLASSES))
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     start = time.perf_counter()
@@ -72,20 +91,20 @@ def train(steps: int, batch_size: int, n_smileys: int, lr: float, seed: int) -> 
 
 @torch.no_grad()
 def held_out_accuracy(net: FeatureNet) -> dict:
-    """Accuracy on fresh smileys (seed 1, both worlds) and on all digits (seen in training)."""
+    """Accuracy on fresh smileys (seed 1, both worlds; real and painted) and on all digits (seen in training)."""
     out = {}
-    for name, varied in (("smileys", False), ("smileys_varied", True)):
-        x, y = smileys_batch(1000, seed=1, varied=varied)
-        out[name] = float((net(x).argmax(1) == y).float().mean())
+    for world in TRAIN_SEEDS:
+        x, y = faces(1000, world, seed=1)
+        out[world] = float((net(x).argmax(1) == y).float().mean())
     d = Digits()
-    out["digits_train"] = float((net(d.images).argmax(1) == d.labels + len(SMILEY_CLASSES)).float().mean())
+    out["digits_train"] = float((net(d.images).argmax(1) == d.labels + 2 * K).float().mean())
     return out
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "feature_net.pt")
-    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--n-smileys", type=int, default=8000, help="training smileys per world")
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -98,8 +117,8 @@ def main(argv=None) -> int:
               "feature_dim": net.embed.out_features}
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_save({"config": config, "state_dict": state, "classes": list(SMILEY_CLASSES) + list("0123456789"),
-                 "report": report, "made_by": "tools/train_feature_net.py"}, args.out)
+    atomic_save({"config": config, "state_dict": state, "classes": list(FEATURE_CLASSES), "report": report,
+                 "world": "smileys@2", "made_by": "tools/train_feature_net.py"}, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e3:.0f} kB)")
     return 0
 

@@ -36,6 +36,7 @@ _FLAGS = [  # (flag, type, help); every default is None so the trainer knows wha
     ("--max-grad-norm", float, "clip the global gradient norm (0 = off)"),
     ("--ema-decay", float, "EMA decay (default 0.9999; tiny presets 0.999)"),
     ("--warmup-steps", int, "linear lr warm-up steps (default 0, as official)"),
+    ("--lr-schedule", str, "constant (official) | cosine: decay to 0 over --steps"),
     ("--grad-accum", int, "accumulation shards per process and step (default 1)"),
     ("--keep", int, "keep the newest K checkpoints (default 3)"),
     ("--sample-every", int, "EMA sample grid every K steps (default 500; 0 = the end only)"),
