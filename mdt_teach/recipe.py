@@ -20,7 +20,8 @@ from .models import MODEL_PRESETS
 from .optim import Adan
 from .sampling import METHODS, space_timesteps
 
-MAIN_JOB_MINUTES = 8.3   # training budget of `mdt-teach train` without --steps; final eval + grid fit in 10 min
+MAIN_JOB_STEPS = 1000   # `mdt-teach train` without --steps or --minutes: ~8 min of training + the final evaluation
+                        # in <= 10 min on 2 cores (data/main_job.json); fixed in steps, so the run is the same anywhere
 DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16",
                "float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 RESUME_KEEPS = ("steps", "minutes", "ckpt_every", "keep", "sample_every", "eval_every", "eval_samples",
@@ -67,8 +68,8 @@ class TrainConfig:
     eval_every: int = 0               # smileys: two-eyes + FD every k steps (0: only at the end)
     eval_samples: int = 256           # samples for the final evaluation (0: none)
     grid_samples: int = 32            # images in each sample grid (0: none)
-    sample_steps: str = "50"          # respacing for grids and evaluation: 68% two-eyes on the main job's
-    sample_method: str = "ddpm"       # model with DDPM-50, against 66% with 100 steps and 60% with DDIM-50
+    sample_steps: str = "50"          # respacing for grids and evaluation (data/sampler_comparison.json
+    sample_method: str = "ddpm"       # compares samplers on the main job's model)
     cfg_scale: float = 1.0
     num_workers: int = 0              # DataLoader workers for image folders and latent caches
     threads: int | None = None        # torch CPU threads per process (None: the profile's, split per rank)
@@ -81,9 +82,9 @@ def recipe(model: str, opt: str | None = None) -> dict:
 
     MDTv2: Adan, lr 5e-4 (S/2) or 3e-4, max_grad_norm 1, Min-SNR-5. MDT v1: AdamW 3e-4. DiT: AdamW 1e-4.
     EMA 0.9999 from step 0. Tiny (a deviation, docs/toy_recipe.md): lr 1e-3, EMA 0.999 with warm-up, and
-    β2 0.99 whenever the optimizer is AdamW. MDTv2 tiny: AdamW at lr 2e-3 unless `opt` asks for Adan (at
-    ~1000 CPU steps AdamW 2e-3 reached 65.6% two-eyes where Adan reached 49.6% at lr 1e-3 and 39.8% at
-    3e-3). Clipping at 1 and Min-SNR-5 stay.
+    β2 0.99 whenever the optimizer is AdamW. MDTv2 tiny: AdamW unless `opt` asks for Adan, at lr 4e-3 (the
+    best of 2e-3, 3e-3, 4e-3 and 6e-3 in the relational world's pilots, data/recipe_pilots.json). Clipping
+    at 1 and Min-SNR-5 stay.
     """
     if model not in MODEL_PRESETS:
         raise ValueError(f"unknown model {model!r}; valid names: {', '.join(MODEL_PRESETS)}")
@@ -95,7 +96,7 @@ def recipe(model: str, opt: str | None = None) -> dict:
     out.update(ema_decay=0.9999, ema_warmup=False, betas=None)
     if "-T/" in model:
         chosen = opt or ("adamw" if family == "MDTv2" else out["opt"])
-        toy_lr = 2e-3 if family == "MDTv2" and chosen == "adamw" else 1e-3
+        toy_lr = 4e-3 if family == "MDTv2" and chosen == "adamw" else 1e-3
         out.update(opt=chosen, lr=toy_lr, ema_decay=0.999, ema_warmup=True,
                    betas=(0.9, 0.99) if chosen == "adamw" else None)
     return out
@@ -110,7 +111,7 @@ def resolve(cfg: TrainConfig, run: RunConfig) -> TrainConfig:
     world = world_version(cfg.data) if cfg.data in WORLDS else None
     cfg = replace(cfg, model=model, batch_size=batch, dtype=dtype, world=world, **filled)
     if cfg.steps is None and cfg.minutes is None:
-        cfg = replace(cfg, minutes=MAIN_JOB_MINUTES)
+        cfg = replace(cfg, steps=MAIN_JOB_STEPS)
     return cfg
 
 

@@ -118,6 +118,13 @@ race_widget(live_records, live_dir)
 
 # %% [markdown]
 # ## Step 3 · the committed race
+# > **Classic world.** The sweep above and the race below were run on `smileys-classic`, the world before
+# > version 2. Its eyes are near-black and sit in nearly the same place on every face, so a painter that
+# > never looks at one eye to draw the other passes its two-eyes score 87–100% of the time
+# > ([docs/smileys.md](../docs/smileys.md)): these numbers measure how soon a model draws two clean eyes in
+# > the usual places, not whether it relates them. The race is to be re-run on the relational world
+# > (`smileys`, headline score `pair_agreement`) as a factorial of MDTv2's ingredients.
+#
 # `mdt-teach race` ran on a 2-core CPU and committed every (model, seed) as its own file under
 # `data/race/cpu/` (a stopped race continues where it stopped), with `summary.json` computed from them.
 # It ran in three phases over two sessions: three seeds of DiT, MDTv2 and MDTv2 with mask ratio 0 (the

@@ -46,7 +46,7 @@ def test_official_recipes():
 
 def test_tiny_recipe_is_the_documented_deviation():
     t = recipe("MDTv2-T/4")
-    assert (t["opt"], t["lr"], t["ema_decay"], t["ema_warmup"], t["weighting"]) == ("adamw", 2e-3, 0.999, True, "min_snr")
+    assert (t["opt"], t["lr"], t["ema_decay"], t["ema_warmup"], t["weighting"]) == ("adamw", 4e-3, 0.999, True, "min_snr")
     assert t["max_grad_norm"] == 1.0 and t["betas"] == (0.9, 0.99)
     adan = recipe("MDTv2-T/4", opt="adan")   # the official optimizer on request, at the toy lr
     assert (adan["opt"], adan["lr"], adan["betas"]) == ("adan", 1e-3, None)
@@ -219,7 +219,7 @@ def test_step_logs_both_mdt_passes_and_clips_with_adan(tmp_path):
 def test_tiny_mdtv2_default_is_adamw_clipped_by_the_trainer(tmp_path):
     trainer = Trainer(tiny(tmp_path, steps=1), log=quiet)
     logs = trainer.train_step()
-    assert isinstance(trainer.opt, torch.optim.AdamW) and logs["lr"] == 2e-3
+    assert isinstance(trainer.opt, torch.optim.AdamW) and logs["lr"] == 4e-3
     assert 0 < logs["clip"] <= 1.0                            # AdamW cannot clip itself: the trainer does
 
 

@@ -218,3 +218,20 @@ def test_hide_tokens_paints_exactly_the_masked_patches():
     out = reconstruction.hide_tokens(image, mask, patch_size=4, fill=-0.5)
     assert (out[:, :4, 4:] == -0.5).all()
     assert torch.equal(out[:, :4, :4], image[:, :4, :4]) and torch.equal(out[:, 4:], image[:, 4:])
+
+
+def test_attention_panels_share_one_colour_scale_with_a_colour_bar():
+    """Lesson 11's attention view: the same colour is the same weight in every model's panel."""
+    from mdt_teach.viz.probe import render_attention
+    x, y = smileys_batch(1, seed=0)
+    tiny = {"depth": 2, "hidden_size": 32, "num_heads": 2}
+    torch.manual_seed(0)
+    a = build_model("DiT-T/4", **tiny).eval()
+    b = build_model("MDTv2-T/4", **tiny).eval()
+    for p in list(a.parameters()) + list(b.parameters()):      # not the zero init: attention that varies
+        p.data.normal_(0, 0.3)
+    fig = render_attention(token=20, layer=1, t=100, models={"DiT": a, "MDTv2": b}, image=x, label=y)
+    overlays = [ax.images[-1] for ax in fig.axes if ax.images and ax.get_label() != "<colorbar>"]
+    assert len(overlays) == 2 and overlays[0].get_clim() == overlays[1].get_clim()
+    assert overlays[0].get_array().max() != overlays[1].get_array().max()   # one scale for two maxima
+    assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)

@@ -1,7 +1,8 @@
 """`mdt-teach train` (and `torchrun ... -m mdt_teach train`): flags → TrainConfig → Trainer.fit().
 
-With no arguments it is the main job: MDTv2-T/4 on smileys in the tiny profile, 8.3 minutes of training
-plus the final grid and evaluation (≤ 10 minutes on 2 cores). The run folder is described in runlog.py.
+With no arguments it is the main job: MDTv2-T/4 on smileys in the tiny profile, 1,000 steps of training
+plus the final grid and evaluation (≤ 10 minutes on 2 cores; data/main_job.json). The run folder is
+described in runlog.py.
 """
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ _FLAGS = [  # (flag, type, help); every default is None so the trainer knows wha
     ("--image-size", int, "pixel side of an image folder (default: the profile's; 256 in full)"),
     ("--vae", str, "latent profiles on an image folder: the VAE that encodes every batch, flips included "
                    "(default stabilityai/sd-vae-ft-mse; 'tiny' = a random test VAE)"),
-    ("--steps", int, "optimizer steps (default: train until --minutes runs out)"),
+    ("--steps", int, "optimizer steps (default 1000 unless --minutes is given)"),
     ("--batch-size", int, "GLOBAL batch over all processes and accumulation steps (default: the profile's)"),
     ("--out", str, "run folder (default runs/<model>-<data>-<time>)"),
     ("--seed", int, "seed of the init, the data order and every training draw (default 0)"),
     ("--ckpt-every", int, "checkpoint every K steps (default 500)"),
     ("--minutes", float, "training-time budget in minutes; sample grids and evaluations do not count "
-                         "(default 8.3 when --steps is not given)"),
+                         "(default: none; the run ends at --steps)"),
     ("--profile", str, "tiny | small | full (default: auto)"),
     ("--dtype", str, "float32 | float16 | bfloat16 autocast (default: the profile's)"),
     ("--opt", str, "adan | adamw (default: the model's recipe)"),

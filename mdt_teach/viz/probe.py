@@ -66,26 +66,31 @@ def inpainting_widget(models: dict, faces, static: bool | None = None):
 def render_attention(token: int, layer: int, t: int, models: dict, image: torch.Tensor, label: torch.Tensor,
                      seed: int = 0):
     """For each model: the face at noise level t, and where query token `token` looks in layer `layer`
-    (attention averaged over heads; the query token outlined)."""
+    (attention averaged over heads; the query token outlined). One colour scale for all models, with its
+    colour bar, so the panels compare: the same colour is the same attention weight in every model."""
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
     tt = torch.tensor([int(t)])
     x_t = GaussianDiffusion().q_sample(image, tt, noise)
-    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.3), squeeze=False)
-    for ax, (name, model) in zip(axes[0], models.items()):
+    rows, depths = {}, {}
+    for name, model in models.items():
         w = attention_maps(model.eval(), x_t, tt, label)                             # (L, 1, H, N, N)
-        depth = w.shape[0]
-        row = w[min(int(layer), depth - 1), 0, :, int(token)].mean(0)               # (N,) over heads
+        depths[name] = w.shape[0]
+        rows[name] = w[min(int(layer), w.shape[0] - 1), 0, :, int(token)].mean(0)  # (N,) over heads
+    vmax = max(float(row.max()) for row in rows.values())
+    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models) + 0.6, 3.3), squeeze=False)
+    for ax, (name, row) in zip(axes[0], rows.items()):
+        depth = depths[name]
         g = int(round(row.numel() ** 0.5))
         ax.imshow(to_image(image[0]), interpolation="nearest")
         size = image.shape[-1]
-        ax.imshow(row.view(g, g).numpy(), cmap="magma", alpha=0.65, extent=(-0.5, size - 0.5, size - 0.5, -0.5),
-                  vmin=0, vmax=float(row.max()))
+        shown = ax.imshow(row.view(g, g).numpy(), cmap="magma", alpha=0.65,
+                          extent=(-0.5, size - 0.5, size - 0.5, -0.5), vmin=0, vmax=vmax)
         r, c = divmod(int(token), g)
         p = size / g
         ax.add_patch(plt.Rectangle((c * p - 0.5, r * p - 0.5), p, p, fill=False, edgecolor="cyan", linewidth=2))
         ax.set_title(f"{name}: layer {min(int(layer), depth - 1)} of {depth}, t = {int(t)}", fontsize=9)
         ax.axis("off")
-    fig.tight_layout()
+    fig.colorbar(shown, ax=list(axes[0]), fraction=0.03, pad=0.02, label="attention weight (mean over heads)")
     return fig
 
 
