@@ -119,6 +119,18 @@ def test_hidden_regions_are_what_they_say():
     assert not dark_blob_in(images, px, parts["face"])[usable_cheek].any()       # plain skin on the real faces
     with pytest.raises(ValueError, match="unknown probe region"):
         hidden_tokens(meta, "nose", 4)
+    # any eye can be the hidden one; every other eye, however many, must stay visible
+    from mdt_teach.probe import token_cover
+    left, usable_left = hidden_tokens(meta, "eye", 4, hide_eye=0)
+    assert np.array_equal(left, token_cover(parts["eye_0"], 4)) and usable_left.mean() > 0.35
+    three = {k: v.copy() for k, v in meta.items()}
+    three["eye_centers"] = np.concatenate([meta["eye_centers"], meta["eye_centers"][:, 1:] + [1.0, 0.0]], 1)
+    three["eye_radii"] = np.concatenate([meta["eye_radii"], meta["eye_radii"][:, 1:]], 1)
+    three["eye_color"] = np.concatenate([meta["eye_color"], meta["eye_color"][:, 1:]], 1)
+    _, usable_three = hidden_tokens(three, "eye", 4, hide_eye=2)      # a third eye on top of the right one
+    assert not usable_three.any()                                     # its tokens touch eye 1: never usable
+    with pytest.raises(ValueError, match="hide_eye 2 is not one of the faces' 2 eyes"):
+        hidden_tokens(meta, "eye", 4, hide_eye=2)
 
 
 def test_inpainting_keeps_the_known_region_exactly():

@@ -175,3 +175,19 @@ def test_eval_reports_two_eyes_and_fd(tmp_path, monkeypatch, capsys):
     assert scores["two_eyes"] == 0.0                           # one step of training draws no face
     assert scores["fd_smileys"] > 0 and scores["n"] == 8
     assert "two-eyes 0.0% of 8 samples" in capsys.readouterr().out
+
+
+def test_the_readme_states_what_the_main_job_reached():
+    """The README's main-job sentence is tools/main_job.py's account of data/main_job.json, and that record is
+    the main job as it is today: `mdt-teach train` with no arguments, within 10 minutes, well above chance."""
+    import sys
+    from mdt_teach.recipe import MAIN_JOB_STEPS
+    sys.path.insert(0, str(repo_root() / "tools"))
+    from main_job import sentence
+    record = json.loads((repo_root() / "data" / "main_job.json").read_text())
+    assert sentence(record) in (repo_root() / "README.md").read_text()
+    assert record["command"] == "mdt-teach train" and len(record["runs"]) >= 3
+    for run in record["runs"]:
+        assert run["steps"] == MAIN_JOB_STEPS and run["wall_seconds"] <= 600
+        assert run["pair_agreement"] > 3 * max(run["chance_line"].values())
+        assert run["funnel_face_found"] >= run["funnel_two_eyes"] >= run["funnel_passed"] >= run["pair_agreement"]

@@ -182,6 +182,7 @@ def test_committed_lesson04_checkpoint_is_a_small_trained_mdt():
     assert path.stat().st_size <= 5 * 2**20
     model, info = lessons.load_lesson_checkpoint()
     assert model.family == "MDT" and model.mask_ratio == 0.3 and info["steps"] > 0
+    assert info["world"] == "smileys@2"                                   # trained on the faces lessons draw
     assert model.final_layer.linear.weight.abs().max() > 0                # trained: no longer the zero init
     # what lesson 04 shows: the noise at hidden tokens is unknowable, so the trained v1 predicts ε̂ ≈ 0 there
     x0, y = smileys_batch(16, seed=7)
