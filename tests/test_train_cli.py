@@ -112,7 +112,7 @@ def test_train_then_sample_and_the_run_folder(tmp_path, monkeypatch, capsys):
 
 def test_the_cosine_schedule_is_fixed_in_steps():
     from mdt_teach.recipe import TrainConfig, lr_at, merge_for_resume
-    cfg = TrainConfig(lr=2e-3, steps=100, lr_schedule="cosine")
+    cfg = TrainConfig(lr=2e-3, steps=100, lr_schedule="cosine", world="smileys@2")
     assert [lr_at(cfg, k) for k in (0, 50, 100, 150)] == pytest.approx([2e-3, 1e-3, 0.0, 0.0])
     assert lr_at(TrainConfig(lr=2e-3, steps=100), 50) == 2e-3                     # constant: the official
     with pytest.raises(ValueError, match="decays its lr over 100 steps"):        # a resume cannot move the end
@@ -154,7 +154,7 @@ def test_sample_accepts_an_official_state_dict(tmp_path, monkeypatch, capsys):
     (["sample", "--ckpt", "missing.pt", "--labels", "-1"], "must name class ids ≥ 0"),
     (["sample", "--ckpt", "missing.pt", "--n", "0"], "--n must be at least 1"),
     (["sample", "--ckpt", "missing.pt", "--steps", "ddim7x"], "unknown respacing"),
-    (["eval", "--ckpt", "missing.pt", "--data", "digits"], "eval scores smileys only"),
+    (["eval", "--ckpt", "missing.pt", "--data", "digits"], "eval scores smileys worlds only"),
     (["eval", "--ckpt", "missing.pt"], "missing.pt does not exist"),
 ])
 def test_bad_sample_and_eval_input(argv, match, tmp_path, monkeypatch, capsys):
