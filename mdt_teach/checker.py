@@ -298,7 +298,7 @@ def two_eyes(images, labels=None) -> TwoEyesResult:
                        np.stack([blobs.x[right], blobs.y[right]], 1)], 1)   # (N, 2, 2)
     passed = eyes_upper & symmetric & same_height & mouth_below
     eyes = measure_eyes(x, lum, median, face, blob_ids, np.stack([blobs.label[left], blobs.label[right]], 1))
-    pair = pair_tests(eyes, cx, two)
+    pair = agreement_tests(eyes, cx, two)
     return TwoEyesResult(**pair, pair_agrees=passed & np.logical_and.reduce(list(pair.values())), eyes=eyes,
         face_found=face_found, eye_count=eye_count, eyes_upper=eyes_upper, symmetric=symmetric,
         same_height=same_height, mouth_below=mouth_below, expression=expression,
@@ -361,7 +361,7 @@ def measure_eyes(x: np.ndarray, lum: np.ndarray, median: np.ndarray, face: np.nd
     return EyeMeasures(colour_class=colour_class, **out)
 
 
-def pair_tests(eyes: EyeMeasures, cx: np.ndarray, two: np.ndarray) -> dict:
+def agreement_tests(eyes: EyeMeasures, cx: np.ndarray, two: np.ndarray) -> dict:
     """(N,) bools of the four agreement tests (PAIR_TESTS) of the left and right eye, about the face's axis cx."""
     (xl, yl), (xr, yr) = eyes.center[:, 0].T, eyes.center[:, 1].T
     with np.errstate(invalid="ignore"):

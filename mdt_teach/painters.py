@@ -18,11 +18,13 @@ checker's tolerance, inside the world's range), show that each agreement test ca
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .checker import PAIR_TOL_PX, SIZE_TOL, two_eyes
-from .smileys import (EYE_COLORS, EYE_RADIUS, EYE_ROOM, between, eye_colour_index, render_meta, sample_params,
-                      smileys_batch, uniforms)
+from .smileys import (EYE_COLORS, EYE_RADIUS, EYE_ROOM, another_eye_colour, between, eye_colour_index, render_meta,
+                      sample_params, smileys_batch, uniforms)
 
 BLIND_PAINTERS = ("independent", "canonical", "context", "transplant")
 ATTRIBUTES = ("colour", "size", "spacing", "height")
@@ -61,8 +63,9 @@ def with_right_eye(meta: dict, eye: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 # Relation-blind painters
 # ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
 def donors(world: str, n: int = DONORS) -> dict:
-    """Metadata of n donor faces of `world` (seed DONOR_SEED)."""
+    """Metadata of n donor faces of `world` (seed DONOR_SEED), drawn once per world (read, never written)."""
     return sample_params(np.arange(n), DONOR_SEED, world).as_meta()
 
 
@@ -130,8 +133,7 @@ def one_wrong(meta: dict, attribute: str, seed: int = 0) -> dict:
     eye = left_eye_mirrored(meta)
     u = uniforms(seed, np.arange(len(meta["label"])), 2, stream=8)
     if attribute == "colour":
-        other = (eye_colour_index(eye["colour"]) + 1 + (u[:, 0] * (len(EYE_COLORS) - 1)).astype(np.int64)) % len(EYE_COLORS)
-        eye["colour"] = EYE_COLORS[other]
+        eye["colour"] = another_eye_colour(eye["colour"], u[:, 0])
     elif attribute == "size":
         eye["radius"] = _away(eye["radius"], between(u[:, 0], 2.0, 3.0) * SIZE_TOL, *EYE_RADIUS)
     elif attribute in ("spacing", "height"):

@@ -44,7 +44,7 @@ from .diffusion import GaussianDiffusion
 from .layers import Attention, explicit_attention
 from .painters import BLIND_PAINTERS, paint
 from .sampling import inpaint, keep_from_tokens
-from .smileys import EYE_COLORS, eye_colour_index, uniforms
+from .smileys import another_eye_colour, uniforms
 
 PROBE_SEED = 2_000_003    # the held-out world of the probe's faces (no training run, no FD reference uses it)
 PROBE_FACES = 512         # faces drawn; at patch 4 about 47% are usable for the eye region
@@ -196,9 +196,7 @@ def other_colour(meta: dict, seed: int = 0) -> dict:
     (so the hidden tokens are the same: only the visible eye tells the difference)."""
     out = {k: np.copy(v) for k, v in meta.items()}
     u = uniforms(seed, np.arange(len(meta["label"])), 1, stream=9)[:, 0]
-    now = eye_colour_index(meta["eye_color"][:, 0])
-    other = EYE_COLORS[(now + 1 + (u * (len(EYE_COLORS) - 1)).astype(np.int64)) % len(EYE_COLORS)]
-    out["eye_color"][:] = other[:, None]
+    out["eye_color"][:] = another_eye_colour(meta["eye_color"][:, 0], u)[:, None]
     return out
 
 

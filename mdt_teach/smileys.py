@@ -360,7 +360,7 @@ def _corrupt(kind: str, p: SmileyParams, idx: np.ndarray, seed: int) -> SmileyPa
         shift = between(u[:, 1], 3.0, 4.0) * np.where(u[:, 2] < 0.5, -1.0, 1.0)
         p.eye_centers[rows, which, 1] += shift
     elif kind == "recolour_eye":
-        p.eye_color[rows, which] = EYE_COLORS[(eye_colour_index(p.eye_color[rows, which]) + 1) % len(EYE_COLORS)]
+        p.eye_color[rows, which] = another_eye_colour(p.eye_color[rows, which])
     elif kind == "resize_eye":
         r = p.eye_radii[rows, which]
         step = between(u[:, 1], 0.8, 1.2)
@@ -372,6 +372,13 @@ def _corrupt(kind: str, p: SmileyParams, idx: np.ndarray, seed: int) -> SmileyPa
         p.eye_radii = np.concatenate([p.eye_radii, r], 1)                    # (n, 3)
         p.eye_color = np.concatenate([p.eye_color, p.eye_color[:, :1]], 1)   # (n, 3, 3)
     return p
+
+
+def another_eye_colour(colors: np.ndarray, u: np.ndarray | float = 0.0) -> np.ndarray:
+    """A palette colour other than each colour's own (..., 3): k + 1 + ⌊u·(K − 1)⌋ steps along EYE_COLORS, mod K,
+    for u in [0, 1) (u = 0: the next colour)."""
+    step = 1 + (np.asarray(u) * (len(EYE_COLORS) - 1)).astype(np.int64)
+    return EYE_COLORS[(eye_colour_index(colors) + step) % len(EYE_COLORS)]
 
 
 def eye_colour_index(colors: np.ndarray) -> np.ndarray:

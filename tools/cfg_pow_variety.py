@@ -10,7 +10,6 @@ at every pixel and channel, averaged, then averaged over the classes. Writes the
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ import torch
 from mdt_teach.checkpoint import write_json
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.lessons import load_lesson_checkpoint
+from mdt_teach.resources import repo_commit
 from mdt_teach.sampling import generate
 
 POWERS = (0.01, 4.0)
@@ -41,9 +41,8 @@ def main(argv=None) -> int:
         x, y = generate(model, args.n, GaussianDiffusion(), steps="50", cfg_scale=args.cfg, scale_pow=power, seed=3)
         rows.append({"scale_pow": power, "within_class_variance": round(within_class_variance(x, y), 5)})
         print(rows[-1], flush=True)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     write_json(Path(args.out), {"checkpoint": "data/lesson09_mdtv2_tiny.pt", "world": info.get("world"),
-                                "cfg": args.cfg, "n": args.n, "sampler": "ddpm 50", "commit": commit,
+                                "cfg": args.cfg, "n": args.n, "sampler": "ddpm 50", "commit": repo_commit(),
                                 "made_by": "tools/cfg_pow_variety.py", "rows": rows})
     print(f"wrote {args.out}")
     return 0

@@ -10,7 +10,6 @@ the bounds on the same rows; this tool records the numbers the docs quote, with 
 from __future__ import annotations
 
 import argparse
-import subprocess
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from mdt_teach.checker import two_eyes
 from mdt_teach.checkpoint import write_json
 from mdt_teach.data import CORRUPTIONS, WORLDS, corrupted_smileys, render_meta, smileys_batch
 from mdt_teach.painters import ATTRIBUTES, BLIND_PAINTERS, mirror, one_wrong, paint
+from mdt_teach.resources import repo_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,10 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "checker_table.json")
     args = parser.parse_args(argv)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
     table = {world: rows(world, args.n) for world in WORLDS}
-    write_json(args.out, {"made_by": "tools/checker_table.py", "commit": commit, "faces": args.n, "seed": 11,
+    write_json(args.out, {"made_by": "tools/checker_table.py", "commit": repo_commit(), "faces": args.n, "seed": 11,
                           "worlds": table})
     for world, rs in table.items():
         print(world)

@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from mdt_teach.resources import repo_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 KEYS = ("steps", "train_seconds", "pair_agreement", "two_eyes", "funnel_face_found", "funnel_two_eyes",
         "funnel_passed", "pair_same_colour", "pair_same_size", "pair_mirrored", "pair_level", "expression",
@@ -57,8 +59,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "main_job.json")
     parser.add_argument("--keep", type=Path, default=None, help="keep the run folders here (default: a temp dir)")
     args = parser.parse_args(argv)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    commit = repo_commit()                      # before the runs: the code they run
     machine = f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, 2 torch threads"
     with tempfile.TemporaryDirectory() as tmp:
         work = args.keep or Path(tmp)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from mdt_teach.checkpoint import write_json
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.lessons import load_lesson_checkpoint
 from mdt_teach.metrics import two_eyes
+from mdt_teach.resources import repo_commit
 from mdt_teach.sampling import sample
 
 SAMPLERS = [("ddpm", "250"), ("ddpm", "50"), ("ddim", "ddim50"), ("ddim", "ddim10")]
@@ -51,9 +51,8 @@ def main(argv=None) -> int:
                      "pair_standard_error": se(r.pair_score), "two_eyes": round(r.score, 4),
                      "standard_error": se(r.score), "ms_per_image": round(1000 * seconds / args.n, 2)})
         print(rows[-1], flush=True)
-    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
     write_json(Path(args.out), {"checkpoint": "data/lesson09_mdtv2_tiny.pt", "model": info["model"],
-                                "world": info.get("world"), "threads": args.threads, "commit": commit,
+                                "world": info.get("world"), "threads": args.threads, "commit": repo_commit(),
                                 "made_by": "tools/sampler_comparison.py", "rows": rows})
     print(f"wrote {args.out}")
     return 0
