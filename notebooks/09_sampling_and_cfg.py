@@ -125,13 +125,19 @@ for row in comparison["rows"]:
 ddpm250, ddpm50, ddim50, ddim10 = (row["pair_agreement"] for row in comparison["rows"])
 print(f"pair agreement, DDPM-250 − DDPM-50 = {ddpm250 - ddpm50:+.1%} (within two standard errors: "
       f"{abs(ddpm250 - ddpm50) < 2 * comparison['rows'][0]['pair_standard_error'] * 2 ** 0.5})")
+from mdt_teach.painters import blind_rates
+
+chance = blind_rates("smileys")                 # real faces whose right eye a painter drew without looking
+print("chance line (relation-blind painters): " + ", ".join(f"{k} {v:.1%}" for k, v in chance.items()))
 pair = [ddpm250, ddpm50, ddim50, ddim10]
+assert min(pair) > 3 * max(chance.values())     # every sampler far above what no relation scores
 assert max(pair) - min(pair) < 2 * max(r["pair_standard_error"] for r in comparison["rows"]) * 2 ** 0.5
 two = {(r["method"], r["steps"]): r["two_eyes"] for r in comparison["rows"]}
 assert max(two[("ddim", "ddim50")], two[("ddim", "ddim10")]) < min(two[("ddpm", "250")], two[("ddpm", "50")])
 
 # %% [markdown]
-# On 512 samples the four samplers tie on pair agreement: they lie within about one standard error of a
+# Every sampler's pair agreement is several times the chance line (what drawing each eye without looking at
+# the other scores on real faces). On 512 samples the four samplers tie on pair agreement: they lie within about one standard error of a
 # difference of each other, so no sampler draws agreeing eyes more often. The two-eyes verdict separates
 # them more: the deterministic DDIM paths score lower than DDPM, at 5–26× less compute than DDPM-250. The
 # 16-image figure above can rank them in any order.
