@@ -91,11 +91,12 @@ def build(folder: Path = NOTEBOOKS, only: list[str] | None = None) -> list[Path]
     """Regenerate NN.ipynb from NN.py with `jupytext --to ipynb --update`, then clean it."""
     import nbformat
 
-    written = []
-    for src in lesson_sources(folder, only):
-        dst = src.with_suffix(".ipynb")
+    written, sources = [], lesson_sources(folder, only)
+    if sources:   # one jupytext process for all of them (each NN.py → NN.ipynb beside it)
         subprocess.run([sys.executable, "-m", "jupytext", "--quiet", "--to", "ipynb", "--update",
-                        "-o", str(dst), str(src)], check=True, cwd=folder)
+                        *(str(src) for src in sources)], check=True, cwd=folder)
+    for src in sources:
+        dst = src.with_suffix(".ipynb")
         nb = nbformat.read(dst, as_version=4)
         clean_notebook(nb)
         if src.name[:2] in GPU_LESSONS:
