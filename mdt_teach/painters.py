@@ -95,8 +95,8 @@ def paint(meta: dict, painter: str, world: str, seed: int = 0) -> dict:
     elif painter == "context":
         ref = _context(pool)
         mu, sd = ref.mean(0), ref.std(0) + 1e-9
-        dist = (((_context(meta) - mu) / sd)[:, None, :] - ((ref - mu) / sd)[None]) ** 2   # (n, D, F)
-        j = dist.sum(-1).argmin(1)
+        a, b = (_context(meta) - mu) / sd, (ref - mu) / sd                          # (n, F), (D, F) standardised
+        j = ((a ** 2).sum(1)[:, None] + (b ** 2).sum(1)[None] - 2 * a @ b.T).argmin(1)   # nearest: |a − b|² (n, D)
         eye = {name: v[j] for name, v in d.items()}
     else:
         raise ValueError(f"unknown painter {painter!r}; use one of {', '.join(BLIND_PAINTERS)}")

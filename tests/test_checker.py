@@ -251,3 +251,22 @@ def test_the_docs_table_is_the_committed_measurement():
     assert rows["real"]["pair_agreement"] >= 0.98 and rows["real + noise 0.1"]["pair_agreement"] >= 0.95
     assert max(rows[f"blind: {p}"]["pair_agreement"] for p in BLIND_PAINTERS) <= 0.10
     assert max(r["pair_agreement"] for k, r in rows.items() if k.startswith(("wrong", "corruption"))) <= 0.02
+
+
+def test_the_narrowing_pilots_in_the_docs_are_the_committed_measurement():
+    """docs/toy_recipe.md's narrowing table is data/narrowing_pilots.json (tools/narrowing_pilot.py), and the
+    record holds what the text says: one narrowing step stays under the 10% chance line, two do not."""
+    import json
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tools"))
+    from narrowing_pilot import markdown
+    records = json.loads((root / "data" / "narrowing_pilots.json").read_text())
+    assert markdown(records) in (root / "docs" / "toy_recipe.md").read_text()
+    line = {r["variant"]: max(v["pair_agreement"] for k, v in r["chance"].items() if k != "real") for r in records}
+    assert all(line[v] <= 0.10 for v in ("base", "r18", "gap", "c4"))
+    assert all(line[v] > 0.10 for v in ("r20", "r18gap", "r18c4"))
+    scored = {r["variant"]: r["scores"] for r in records if "scores" in r}
+    assert scored["r18"]["ema"]["pair_agreement"] > scored["base"]["ema"]["pair_agreement"]
+    assert all(s["raw"]["pair_agreement"] > s["ema"]["pair_agreement"] for s in scored.values())
