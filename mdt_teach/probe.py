@@ -219,8 +219,9 @@ class ProbeResult:
 
     def summary(self) -> str:
         lo, hi = self.completed_ci
-        text = (f"{self.region:5s} {self.faces:3d} faces: eye pair agrees {self.completed:6.1%} [{lo:.0%}, {hi:.0%}] "
-                f"(chance ≤ {max(self.chance.values()):.1%}), dark blob in the hidden region {self.eye_in_region:6.1%}")
+        chance = f" (chance ≤ {max(self.chance.values()):.1%})" if self.region == "eye" else ""   # controls: none
+        text = (f"{self.region:5s} {self.faces:3d} faces: eye pair agrees {self.completed:6.1%} [{lo:.0%}, {hi:.0%}]"
+                f"{chance}, dark blob in the hidden region {self.eye_in_region:6.1%}")
         if self.follow is not None:
             lo, hi = self.follow_ci
             text += (f"; follows the visible eye's colour {self.follow:6.1%} [{lo:.0%}, {hi:.0%}] "

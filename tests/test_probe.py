@@ -250,3 +250,44 @@ def test_one_shot_prediction_with_a_chosen_mask_equals_the_random_masked_pass():
     assert "mask_tokens" not in model.__dict__                  # the instance is left as it was
     with pytest.raises(ValueError, match="as many tokens"):
         mask_from_hidden(torch.zeros(2, 4, 1), torch.tensor([[True, False, False, False], [True, True, False, False]]))
+
+
+def test_the_committed_probe_results_are_on_the_relational_world_and_in_the_docs():
+    """data/probe/results.json is tools/probe_checkpoints.py's measurement of the committed checkpoints on the
+    relational world, with a chance line under 10% beside every rate; docs/masked_pass.md quotes it row for row."""
+    import json
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parent.parent
+    sys.path.insert(0, str(root / "tools"))
+    from probe_checkpoints import markdown, sentence
+    results = json.loads((root / "data" / "probe" / "results.json").read_text())
+    index = json.loads((root / "data" / "probe" / "index.json").read_text())
+    assert results["world"] == "smileys" and {info["world"] for info in index.values()} == {"smileys@2"}
+    assert {r["checkpoint"] for r in results["rows"]} == set(index)
+    assert markdown(results) in (root / "docs" / "masked_pass.md").read_text()
+    assert sentence(results) in " ".join((root / "README.md").read_text().split())   # across line breaks
+    assert max(results["free_chance"].values()) <= 0.10
+    for row in results["rows"]:
+        assert row["eye"]["faces"] >= 200 and max(row["eye"]["chance"].values()) <= 0.10, row["checkpoint"]
+        assert max(row["eye"]["follow_chance"].values()) <= 0.02, row["checkpoint"]
+        assert row["none"]["completed"] >= 0.98, row["checkpoint"]      # the scorer on the true faces
+
+
+def test_lesson_11_solution_3_a_painter_that_reads_the_expression_stays_blind():
+    """Lesson 11, exercise 3: a painter that draws, per face, the eye of a donor with the same label (expression)
+    scores no better than the blind painters: the world draws the eyes independently of the label."""
+    from mdt_teach.painters import donors, right_eye, with_right_eye
+    images, _, meta = smileys_batch(1000, seed=PROBE_SEED, meta=True)
+    hide, usable = hidden_tokens(meta, "eye", 4)
+    images, meta = images[usable], {k: v[usable] for k, v in meta.items()}
+    keep = 1 - keep_from_tokens(torch.from_numpy(hide[usable]), 4)
+    pool = donors("smileys")
+    eyes = right_eye(pool)
+
+    def by_label(m):
+        pick = np.array([np.flatnonzero(pool["label"] == label)[i % 97] for i, label in enumerate(m["label"])])
+        return with_right_eye(m, {k: v[pick] for k, v in eyes.items()})
+
+    rates = {k: v.mean() for k, v in chance_line(images, meta, keep, "smileys", painters={"label": by_label}).items()}
+    assert rates["label"] <= 0.10, rates

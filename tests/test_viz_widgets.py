@@ -146,7 +146,10 @@ def test_lesson11_widgets_redraw():
     image, label = faces[0][:1], faces[1][:1]
     a = attention_widget(models, image, label, token=20, static=False)
     assert _moved(a, "token", 27) and _moved(a, "layer", 0) and _moved(a, "t", 500)
-    row = {"model": "dit", "steps": 600, "two_eyes": 0.1, "eye": {"completed": 0.2, "completed_ci": [0.1, 0.3]},
+    row = {"model": "dit", "steps": 600, "pair_agreement": 0.1,
+           "eye": {"completed": 0.2, "completed_ci": [0.1, 0.3], "chance": {"canonical": 0.05}, "follow": 0.1},
            "attention": {"100": {"other_eye": [0.02, 0.03], "skin": [0.02, 0.02]}}}
-    fig = render_probe_results({"rows": [row, {**row, "steps": 3000}]})
+    fig = render_probe_results({"rows": [row, {**row, "steps": 3000}], "free_chance": {"canonical": 0.06}})
     assert len(fig.axes) == 3
+    legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes[:2]]
+    assert "relation-blind painters ≤ 5%" in legends[0] and "relation-blind painters ≤ 6%" in legends[1]

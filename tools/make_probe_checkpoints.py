@@ -3,8 +3,8 @@ depth, data order and seed — and keep each one's EMA weights at equal steps (f
 
     python tools/make_probe_checkpoints.py [--stages 600,3000] [--threads 2]
 
-Each model trains once with the project's Trainer (the tiny recipe: AdamW, lr 1e-3 for DiT and 2e-3 for
-MDTv2, EMA 0.999 with warm-up) at a reduced size (depth 4, width 96: about 0.4 of the tiny presets'
+Each model trains once on the default world with the project's Trainer (the tiny recipe: AdamW, lr 1e-3
+for DiT and 4e-3 for both MDTv2s, EMA 0.999 with warm-up) at a reduced size (depth 4, width 96: about 0.4 of the tiny presets'
 parameters) so that all checkpoints together stay small; a hook saves the EMA at every stage. Runs go to
 a temporary folder; only the checkpoints and data/probe/index.json (steps, training seconds) are kept.
 """
@@ -18,6 +18,7 @@ from pathlib import Path
 from mdt_teach.checkpoint import write_json
 from mdt_teach.lessons import save_lesson_checkpoint
 from mdt_teach.recipe import TrainConfig
+from mdt_teach.resources import repo_commit
 from mdt_teach.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +42,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     index_path = out / "index.json"
     index = __import__("json").loads(index_path.read_text()) if index_path.exists() else {}
+    commit = repo_commit()                      # before the runs: the code they run
     for name in args.models.split(","):
         preset, extra = MODELS[name]
         started = time.time()
@@ -49,7 +51,7 @@ def main(argv=None) -> int:
             if trainer.step in stages:
                 path = out / f"{name}_{trainer.step:05d}.pt"
                 info = {"model": preset, "model_args": {**SIZE, **extra}, "world": trainer.cfg.world,
-                        "steps": trainer.step, "seed": 0,
+                        "steps": trainer.step, "seed": 0, "commit": commit,
                         "batch_size": trainer.cfg.batch_size, "weights": "EMA",
                         "train_seconds": round(time.time() - started, 1),
                         "recipe": {"opt": trainer.cfg.opt, "lr": trainer.cfg.lr, "weighting": trainer.cfg.weighting}}

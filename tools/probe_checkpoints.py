@@ -1,8 +1,9 @@
-"""Lesson 11's numbers: the missing-eye probe (with its controls), the eye-to-eye attention and the two-eyes
-score of free samples, for every checkpoint in data/probe/ (made by tools/make_probe_checkpoints.py), plus
-how the probe's rate depends on RePaint's resampling for the last MDTv2 checkpoint.
+"""Lesson 11's numbers: the missing-eye probe (its chance line, follow test and controls), the eye-to-eye
+attention and the pair agreement of free samples, for every checkpoint in data/probe/ (made by
+tools/make_probe_checkpoints.py), plus how the probe's rate depends on RePaint's resampling for the last
+MDTv2 checkpoint.
 
-    python tools/probe_checkpoints.py [--n 128] [--out data/probe/results.json]
+    python tools/probe_checkpoints.py [--n 512] [--out data/probe/results.json]
 
 Writes one JSON; lesson 11 shows it as a cited result (the lesson itself re-runs a small probe live).
 """
@@ -15,25 +16,75 @@ from pathlib import Path
 
 import torch
 
+from mdt_teach.checker import two_eyes
 from mdt_teach.checkpoint import write_json
 from mdt_teach.lessons import load_lesson_checkpoint
-from mdt_teach.metrics import score_smileys
-from mdt_teach.probe import eye_to_eye_attention, missing_eye_probe
+from mdt_teach.painters import blind_rates
+from mdt_teach.probe import PROBE_FACES, eye_to_eye_attention, missing_eye_probe
+from mdt_teach.resources import repo_commit
 from mdt_teach.sampling import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS, JUMP, RESAMPLES = "50", 5, 3
 
 
+def rounded(value):
+    """Floats to 4 decimals, through dicts, lists and tuples (the JSON stays readable)."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
+
+
+LABELS = {"dit": "DiT", "mdtv2": "MDTv2", "mdtv2_mask0": "MDTv2, mask ratio 0"}
+
+
+def markdown(results: dict) -> str:
+    """docs/masked_pass.md's table: per checkpoint, the probe (95% interval) over its chance line, the follow
+    test over its chance line, the free samples' pair agreement and the eye-to-eye attention ratio."""
+    lines = ["| model | steps | probe: the eye pair agrees | chance | follows the visible eye | chance "
+             "| free samples: pair agreement | eye → eye / eye → skin |", "|---|---|---|---|---|---|---|---|"]
+    for r in results["rows"]:
+        e, att = r["eye"], r["attention"]["100"]
+        ratio = sum(att["other_eye"]) / sum(att["skin"])
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {r['steps']} | {e['completed']:.1%} "
+                     f"[{e['completed_ci'][0]:.0%}, {e['completed_ci'][1]:.0%}] of {e['faces']} | "
+                     f"≤ {max(e['chance'].values()):.1%} | {e['follow']:.1%} | ≤ {max(e['follow_chance'].values()):.1%} | "
+                     f"{r['pair_agreement']:.1%} | {ratio:.2f} |")
+    return "\n".join(lines)
+
+
+def sentence(results: dict) -> str:
+    """The README's account of the probe at the last committed stage: each model's rate beside the chance line."""
+    last = max(r["steps"] for r in results["rows"])
+    rows = {r["model"]: r["eye"] for r in results["rows"] if r["steps"] == last}
+    chance = max(max(e["chance"].values()) for e in rows.values())
+    faces = rows["mdtv2"]["faces"]
+    rate = lambda m: f"{rows[m]['completed']:.0%} [{rows[m]['completed_ci'][0]:.0%}, {rows[m]['completed_ci'][1]:.0%}]"  # noqa: E731
+    return (f"after {last:,} steps a small MDTv2 draws a hidden eye that agrees with the visible one on {rate('mdtv2')} "
+            f"of {faces} held-out faces, MDTv2 with mask ratio 0 on {rate('mdtv2_mask0')} and DiT on {rate('dit')}, "
+            f"where painters that never look at the visible eye score at most {chance:.0%}; recolour the visible eye "
+            f"and MDTv2's drawn eye follows it on {rows['mdtv2']['follow']:.0%} of the faces "
+            f"(mask 0: {rows['mdtv2_mask0']['follow']:.0%}, DiT: {rows['dit']['follow']:.0%})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=128, help="probe faces drawn (about 45%% usable)")
-    parser.add_argument("--samples", type=int, default=256, help="free samples for the two-eyes score")
+    parser.add_argument("--n", type=int, default=PROBE_FACES, help="probe faces drawn (about 47%% usable)")
+    parser.add_argument("--samples", type=int, default=256, help="free samples for the pair agreement")
     parser.add_argument("--out", default=str(ROOT / "data" / "probe" / "results.json"))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    commit = repo_commit()
     index = json.loads((ROOT / "data" / "probe" / "index.json").read_text())
+    worlds = {info["world"] for info in index.values()}
+    if len(worlds) != 1:
+        raise SystemExit(f"data/probe/index.json mixes worlds {sorted(worlds)}: remake the checkpoints together")
+    world = worlds.pop().split("@")[0]
     rows = []
     for name, info in sorted(index.items(), key=lambda kv: (kv[0].split("_0")[0], kv[1]["steps"])):
         model, _ = load_lesson_checkpoint(f"probe/{name}")
@@ -41,31 +92,32 @@ def main(argv=None) -> int:
         row = {"checkpoint": name, "model": name.rsplit("_", 1)[0], "steps": info["steps"],
                "train_seconds": info["train_seconds"]}
         images, labels = generate(model, args.samples, steps="50", seed=12345)
-        row["two_eyes"] = round(score_smileys(images, labels)["two_eyes"], 4)
+        free = two_eyes(images, labels)
+        row["pair_agreement"], row["two_eyes"] = free.pair_score, float(free.score)
         for region in ("eye", "cheek", "none"):
-            r = missing_eye_probe(model, region, args.n, STEPS, JUMP, RESAMPLES)
-            row[region] = {"faces": r.faces, "completed": round(r.completed, 4),
-                           "completed_ci": [round(v, 4) for v in r.completed_ci],
-                           "eye_in_region": round(r.eye_in_region, 4),
-                           "eye_in_region_ci": [round(v, 4) for v in r.eye_in_region_ci]}
+            row[region] = missing_eye_probe(model, region, args.n, STEPS, JUMP, RESAMPLES, world=world).record()
         att = eye_to_eye_attention(model, t_values=(100, 400), n=32)
-        row["attention"] = {str(t): {k: [round(x, 5) for x in v.tolist()] for k, v in parts.items()}
-                            for t, parts in att.items()}
-        row["seconds"] = round(time.time() - began, 1)
-        rows.append(row)
-        print(json.dumps({k: row[k] for k in ("checkpoint", "two_eyes", "eye", "cheek", "seconds")}), flush=True)
+        row["attention"] = {str(t): {k: v.tolist() for k, v in parts.items()} for t, parts in att.items()}
+        row["seconds"] = time.time() - began
+        rows.append(rounded(row))
+        print(json.dumps({k: rows[-1][k] for k in ("checkpoint", "pair_agreement", "seconds")}),
+              json.dumps({k: rows[-1]["eye"][k] for k in ("faces", "completed", "follow")}), flush=True)
     last = max((r for r in rows if r["model"] == "mdtv2"), key=lambda r: r["steps"])
     model, _ = load_lesson_checkpoint(f"probe/{last['checkpoint']}")
     jumps = []
     for resamples in (1, 2, 3, 5):
-        r = missing_eye_probe(model, "eye", args.n, STEPS, JUMP, resamples)
-        jumps.append({"resamples": resamples, "completed": round(r.completed, 4),
-                      "completed_ci": [round(v, 4) for v in r.completed_ci], "faces": r.faces})
+        r = missing_eye_probe(model, "eye", args.n, STEPS, JUMP, resamples, world=world, follow=False)
+        jumps.append(rounded({"resamples": resamples, "completed": r.completed, "completed_ci": r.completed_ci,
+                              "faces": r.faces}))
         print(json.dumps(jumps[-1]), flush=True)
-    write_json(Path(args.out), {"made_by": "tools/probe_checkpoints.py", "probe": {"n": args.n, "steps": STEPS,
-                                "jump_length": JUMP, "resamples": RESAMPLES}, "free_samples": args.samples,
-                                "rows": rows, "resampling": {"checkpoint": last["checkpoint"], "rows": jumps}})
+    write_json(Path(args.out), {
+        "made_by": "tools/probe_checkpoints.py", "commit": commit, "world": world,
+        "probe": {"n": args.n, "steps": STEPS, "jump_length": JUMP, "resamples": RESAMPLES},
+        "free_samples": args.samples, "free_chance": blind_rates(world),
+        "rows": rows, "resampling": {"checkpoint": last["checkpoint"], "rows": jumps}})
     print(f"wrote {args.out}")
+    print(markdown(json.loads(Path(args.out).read_text())))
+    print(sentence(json.loads(Path(args.out).read_text())))
     return 0
 
 

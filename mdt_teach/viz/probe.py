@@ -41,8 +41,8 @@ def render_inpainting(face: int, region: str, resamples: int, models: dict, face
                        resamples=int(resamples), generator=torch.Generator().manual_seed(seed)).cpu()
         ok = bool(completed(done, meta, keep)[0])
         ax.imshow(to_image(done[0]), interpolation="nearest")
-        verdict = ("mirrored eye ✓" if ok else "no mirrored eye ✗") if region == "eye" else \
-                  ("clean, two eyes ✓" if ok else "not a clean two-eyed face ✗")
+        verdict = ("the eyes agree ✓" if ok else "the eyes disagree ✗") if region == "eye" else \
+                  ("clean, agreeing eyes ✓" if ok else "not a clean, agreeing pair ✗")
         ax.set_title(f"{name}\n{verdict}", fontsize=9)
     for ax in axes:
         ax.axis("off")
@@ -114,12 +114,13 @@ def attention_widget(models: dict, image: torch.Tensor, label: torch.Tensor, tok
 
 
 def render_probe_results(results: dict):
-    """Lesson 11's cited result: per model and stage, the missing-eye probe (with its 95% interval) beside
-    the two-eyes score of free samples, and the eye-to-eye attention against skin."""
+    """Lesson 11's cited result, per model and stage: the missing-eye probe (95% interval) and its follow test
+    over the painters' chance line, the pair agreement of free samples over theirs, and the eye-to-eye
+    attention against skin."""
     rows = results["rows"]
     names = list(dict.fromkeys(r["model"] for r in rows))
     colors = dict(zip(names, ["tab:gray", "tab:orange", "tab:blue"]))
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for name in names:
         rs = [r for r in rows if r["model"] == name]
         steps = [r["steps"] for r in rs]
@@ -127,11 +128,17 @@ def render_probe_results(results: dict):
         lo = eye - np.array([r["eye"]["completed_ci"][0] for r in rs])
         hi = np.array([r["eye"]["completed_ci"][1] for r in rs]) - eye
         axes[0].errorbar(steps, eye, yerr=[lo, hi], marker="o", capsize=3, color=colors[name], label=name)
-        axes[1].plot(steps, [r["two_eyes"] for r in rs], marker="s", color=colors[name], label=name)
+        axes[0].plot(steps, [r["eye"]["follow"] for r in rs], ls="--", marker=".", color=colors[name])
+        axes[1].plot(steps, [r["pair_agreement"] for r in rs], marker="s", color=colors[name], label=name)
         ratio = [np.mean(r["attention"]["100"]["other_eye"]) / np.mean(r["attention"]["100"]["skin"]) for r in rs]
         axes[2].plot(steps, ratio, marker="^", color=colors[name], label=name)
-    axes[0].set(title="missing-eye probe: mirrored eye drawn", xlabel="training steps", ylim=(0, 1.05))
-    axes[1].set(title="two-eyes score of free samples", xlabel="training steps", ylim=(0, 1.05))
+    probe_chance = max(max(r["eye"]["chance"].values()) for r in rows)
+    free_chance = max(results["free_chance"].values())
+    for ax, line in ((axes[0], probe_chance), (axes[1], free_chance)):
+        ax.axhspan(0, line, color="grey", alpha=0.2, label=f"relation-blind painters ≤ {line:.0%}")
+    axes[0].set(title="missing-eye probe: the drawn eye agrees\n(dashed: follows a recoloured visible eye)",
+                xlabel="training steps", ylim=(0, 1.05))
+    axes[1].set(title="pair agreement of free samples", xlabel="training steps", ylim=(0, 1.05))
     axes[2].set(title="attention left eye → right eye / → skin\n(per token, mean over layers, t = 100)",
                 xlabel="training steps")
     axes[2].axhline(1.0, color="grey", lw=0.6, ls="--")
