@@ -153,14 +153,19 @@ def one_wrong(meta: dict, attribute: str, seed: int = 0) -> dict:
 CHANCE_SEED = 11
 
 
+def painted_results(world: str, n: int = 1000) -> dict:
+    """{painter: TwoEyesResult} of n real faces of `world` (seed CHANCE_SEED) whose right eye each relation-blind
+    painter redrew: the checker's verdicts on what a model that never looks at the other eye would draw."""
+    _, labels, meta = smileys_batch(n, seed=CHANCE_SEED, world=world, meta=True)
+    return {p: two_eyes(render_meta(paint(meta, p, world)), labels) for p in BLIND_PAINTERS}
+
+
 def blind_rates(world: str, n: int = 1000) -> dict:
-    """{painter: pair_agreement} of n real faces of `world` whose right eye each relation-blind painter redrew:
-    what a model that draws each eye without looking at the other scores (the chance line of free samples).
-    Measured once per process and world (about 2 s; every smileys run's summary asks for it)."""
+    """{painter: pair_agreement} of `painted_results`: the chance line of free samples. Measured once per
+    process and world (about 2 s; every smileys run's summary asks for it)."""
     return dict(_blind_rates(world, n))
 
 
 @functools.lru_cache(maxsize=4)
 def _blind_rates(world: str, n: int) -> tuple:
-    _, labels, meta = smileys_batch(n, seed=CHANCE_SEED, world=world, meta=True)
-    return tuple((p, round(two_eyes(render_meta(paint(meta, p, world)), labels).pair_score, 4)) for p in BLIND_PAINTERS)
+    return tuple((p, round(r.pair_score, 4)) for p, r in painted_results(world, n).items())

@@ -48,15 +48,16 @@ def narrow(variant: str) -> dict:
             if hasattr(module, name):
                 setattr(module, name, value)
     painters.donors.cache_clear()
+    painters._blind_rates.cache_clear()
     return {k: np.asarray(v).tolist() for k, v in VARIANTS[variant].items()}
 
 
 def chance() -> dict:
-    """Real faces' and each relation-blind painter's pair agreement (and pair tests) on 1,000 faces (seed 11)."""
-    x, y, meta = smileys.smileys_batch(1000, seed=11, meta=True)
+    """Real faces' and each relation-blind painter's pair agreement (and pair tests) on the chance line's 1,000
+    faces (`painters.painted_results`)."""
+    x, y = smileys.smileys_batch(1000, seed=painters.CHANCE_SEED)
     out = {"real": checker.two_eyes(x, y).pair_score}
-    for p in painters.BLIND_PAINTERS:
-        r = checker.two_eyes(smileys.render_meta(painters.paint(meta, p, "smileys")), y)
+    for p, r in painters.painted_results("smileys").items():
         out[p] = {"pair_agreement": r.pair_score, "pair_tests": r.pair_tests}
     return out
 
