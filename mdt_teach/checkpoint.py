@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Callable
 
@@ -76,10 +77,13 @@ def write_json(path, obj) -> Path:
 def read_torch_file(path, map_location="cpu", mmap: bool = False, extra_globals=()) -> object:
     """torch.load(weights_only=True) with one clear sentence for a missing, foreign, truncated or unsafe file.
 
-    `mmap=True` maps the tensors instead of reading them (the ranks of a node then share the pages)."""
+    `mmap=True` maps the tensors instead of reading them: a tensor's bytes are read from disk only when it is
+    used, and the ranks of a node share the pages. Files from before torch 1.6 (not zip archives) cannot be
+    mapped and are read whole."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; check the path")
+    mmap = mmap and zipfile.is_zipfile(path)
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS + list(extra_globals)):
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)

@@ -20,7 +20,8 @@ import torch
 
 from .checkpoint import FORMAT, atomic_save, read_torch_file
 from .layers import relative_position_index
-from .models import MODEL_PRESETS, DiffusionTransformer, ModelConfig, from_config
+from .model_config import MODEL_PRESETS, ModelConfig
+from .models import DiffusionTransformer, from_config
 
 # DiT checkpoints carry no relative bias, so the head count comes from the DiT presets
 # (official S 6, B 12, L 16, XL 16; our tiny 128-wide DiT-T/4 has 4).
@@ -35,9 +36,10 @@ _PREFIXES = ("module.", "_orig_mod.")
 # ----------------------------------------------------------------------------------------------
 
 def read_state_dict(path_or_state_dict, map_location="cpu") -> dict[str, torch.Tensor]:
-    """A plain state_dict from a path or dict: unwraps {"ema"/"model": ...} (EMA first, as DiT does), strips DDP prefixes."""
+    """A plain state_dict from a path (memory-mapped) or dict: unwraps {"ema"/"model": ...} (EMA first, as DiT
+    does), strips DDP prefixes."""
     if isinstance(path_or_state_dict, (str, os.PathLike)):
-        obj = read_torch_file(path_or_state_dict, map_location)
+        obj = read_torch_file(path_or_state_dict, map_location, mmap=True)
     else:
         obj = path_or_state_dict
     if not isinstance(obj, dict):
@@ -196,26 +198,28 @@ def load_official(path_or_state_dict, map_location="cpu", decode_layer: int | No
     return build_and_load(cfg, state)
 
 
-def build_and_load(cfg: ModelConfig, state: dict) -> DiffusionTransformer:
-    """Build `cfg` on the meta device and adopt the tensors of `state` (strict, no second copy)."""
+def build_and_load(cfg: ModelConfig | dict, state: dict) -> DiffusionTransformer:
+    """Build `cfg` on the meta device and adopt the tensors of `state` (strict, no second copy: the tensors of a
+    memory-mapped file stay mapped, so a CPU model reads its weights from the page cache)."""
     with torch.device("meta"):
         model = from_config(cfg)
     problem = _mismatch(model, state)
     if problem:
-        raise ValueError(f"the checkpoint does not match an official {cfg.family} layout: {problem}")
-    _check_index_buffers(state, cfg.input_size // cfg.patch_size)
+        raise ValueError(f"the checkpoint does not match the {model.family} layout it describes: {problem}")
+    _check_index_buffers(state, model.input_size // model.patch_size)
     model.load_state_dict(state, strict=True, assign=True)
     return model.eval()
 
 
 def load_model(path, use_ema: bool = True, device="cpu", decode_layer: int | None = None):
     """(model in eval mode, one-line description) from one of our ckpt_*.pt (EMA weights unless `use_ema` is
-    False) or an official MDT / MDTv2 / DiT checkpoint; the file is read once, with the safe reader."""
-    obj = read_torch_file(path)
+    False) or an official MDT / MDTv2 / DiT checkpoint, read with the safe reader and memory-mapped: only the
+    weights used are read from disk, never the raw weights beside the EMA or the optimizer's buffers (Adan's 4
+    are 2/3 of a training checkpoint), and on the CPU every rank of a node shares the same pages."""
+    obj = read_torch_file(path, mmap=True)
     try:
         if isinstance(obj, dict) and obj.get("format") == FORMAT:
-            model = from_config(obj["model_config"])
-            model.load_state_dict(obj["ema" if use_ema else "model"])
+            model = build_and_load(obj["model_config"], obj["ema" if use_ema else "model"])
             info = f"{obj['config']['model']} step {obj['step']} ({'EMA' if use_ema else 'raw'} weights)"
         else:
             state = read_state_dict(obj)
@@ -230,7 +234,7 @@ def recorded_world(path) -> str | None:
     """The smileys world a checkpoint of ours was trained on, by name ("smileys", "smileys-classic", …): from a
     run's config or a lesson file's info; runs from before worlds were recorded trained on smileys-classic.
     None for other data and for official checkpoints."""
-    obj = read_torch_file(path)
+    obj = read_torch_file(path, mmap=True)
     if not isinstance(obj, dict):
         return None
     config = obj.get("config") or obj.get("info") or {}

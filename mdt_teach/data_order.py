@@ -19,16 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from .data import DEFAULT_WORLD, WORLDS, ImageFolder, is_latent_cache, make_dataset, smileys_at
 from .distributed import DistInfo
 from .latent_cache import LatentCache
-
-
-def mix_seed(*parts: int) -> int:
-    """A 63-bit seed that is a pure function of the integers `parts` (SplitMix64 chain)."""
-    z = 0x9E3779B97F4A7C15
-    for part in parts:
-        z = (z ^ (int(part) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
-        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & 0xFFFFFFFFFFFFFFFF
-        z ^= z >> 31
-    return z >> 1
+from .seeds import mix_seed
 
 
 def seed_shard(seed: int, step: int, shard: int) -> None:

@@ -122,8 +122,14 @@ class GaussianDiffusion:
     # -- timesteps ------------------------------------------------------------------------------------
 
     def timesteps(self, t, batch: int | None = None, device=None) -> torch.Tensor:
-        """Check and convert t (int, list or tensor) to an int64 tensor of shape (B,) with 0 ≤ t < T."""
-        t = torch.as_tensor(t, device=device)
+        """Check and convert t (int, list or tensor) to an int64 tensor of shape (B,) with 0 ≤ t < T.
+
+        Every method below starts here. Values are checked wherever that is free: numbers, lists and CPU
+        tensors; a tensor already on a GPU is checked for dtype and shape only (reading its values back would
+        stall the device at every call), so the trainer and the samplers build them in range.
+        """
+        on_device = isinstance(t, torch.Tensor) and t.device.type != "cpu"
+        t = torch.as_tensor(t)
         if t.is_floating_point() or t.is_complex():
             raise ValueError(f"timesteps must be integers in [0, {self.num_timesteps - 1}], got dtype {t.dtype}")
         t = t.long()
@@ -131,27 +137,22 @@ class GaussianDiffusion:
             t = t.expand(batch or 1)
         if batch is not None and t.shape != (batch,):
             raise ValueError(f"expected one timestep per sample, shape ({batch},); got {tuple(t.shape)}")
-        if t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_timesteps):
+        if not on_device and t.numel() and (int(t.min()) < 0 or int(t.max()) >= self.num_timesteps):
             raise ValueError(f"timestep out of range: got values in [{int(t.min())}, {int(t.max())}], "
                              f"allowed 0..{self.num_timesteps - 1}")
-        return t
+        return t if device is None else t.to(device)
 
     # -- forward process and posterior ----------------------------------------------------------------
-    # Public methods check t (one host sync); the `_` versions take t already checked (the sampler's loop).
 
     def q_sample(self, x0: torch.Tensor, t, noise: torch.Tensor) -> torch.Tensor:
         """x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4)."""
-        return self._q_sample(x0, self.timesteps(t, x0.shape[0], x0.device), noise)
-
-    def _q_sample(self, x0, t, noise):
+        t = self.timesteps(t, x0.shape[0], x0.device)
         return (extract(self.sqrt_alphas_cumprod, t, x0.shape) * x0
                 + extract(self.sqrt_one_minus_alphas_cumprod, t, x0.shape) * noise)
 
     def q_posterior_mean_variance(self, x0: torch.Tensor, x_t: torch.Tensor, t):
         """Mean c1·x_0 + c2·x_t, variance β̃_t and clipped log β̃_t of q(x_{t-1}|x_t, x_0) (DDPM eqs. 6–7)."""
-        return self._q_posterior(x0, x_t, self.timesteps(t, x0.shape[0], x0.device))
-
-    def _q_posterior(self, x0, x_t, t):
+        t = self.timesteps(t, x0.shape[0], x0.device)
         mean = (extract(self.posterior_mean_coef1, t, x_t.shape) * x0
                 + extract(self.posterior_mean_coef2, t, x_t.shape) * x_t)
         return (mean, extract(self.posterior_variance, t, x_t.shape),
@@ -159,17 +160,13 @@ class GaussianDiffusion:
 
     def predict_x0_from_eps(self, x_t: torch.Tensor, t, eps: torch.Tensor) -> torch.Tensor:
         """x̂_0 = √(1/ᾱ_t)·x_t − √(1/ᾱ_t − 1)·ε̂ (DDPM eq. 15), no clipping."""
-        return self._x0_from_eps(x_t, self.timesteps(t, x_t.shape[0], x_t.device), eps)
-
-    def _x0_from_eps(self, x_t, t, eps):
+        t = self.timesteps(t, x_t.shape[0], x_t.device)
         return (extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t
                 - extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape) * eps)
 
     def predict_eps_from_x0(self, x_t: torch.Tensor, t, x0: torch.Tensor) -> torch.Tensor:
         """ε = (√(1/ᾱ_t)·x_t − x̂_0) / √(1/ᾱ_t − 1), the inverse of `predict_x0_from_eps` (used by DDIM)."""
-        return self._eps_from_x0(x_t, self.timesteps(t, x_t.shape[0], x_t.device), x0)
-
-    def _eps_from_x0(self, x_t, t, x0):
+        t = self.timesteps(t, x_t.shape[0], x_t.device)
         return ((extract(self.sqrt_recip_alphas_cumprod, t, x_t.shape) * x_t - x0)
                 / extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.shape))
 
@@ -185,16 +182,13 @@ class GaussianDiffusion:
         raise ValueError(f"model output has {model_output.shape[1]} channels; expected {channels} "
                          f"(fixed variance) or {2 * channels} (learn_sigma)")
 
-    def model_log_variance(self, v: torch.Tensor | None, t: torch.Tensor, shape: tuple) -> torch.Tensor:
+    def model_log_variance(self, v: torch.Tensor | None, t, shape: tuple) -> torch.Tensor:
         """LEARNED_RANGE: log σ² = frac·log β_t + (1−frac)·log β̃_t (clipped), frac = (v+1)/2 (IDDPM eq. 15).
 
         β and β̃ are those of *this* process (the respaced one when sampling). With no v (learn_sigma=False)
         the official FIXED_LARGE variance is used: β_t, with β̃_1 at t = 0.
         """
         t = self.timesteps(t, shape[0], None if v is None else v.device)
-        return self._model_log_variance(v, t, shape)
-
-    def _model_log_variance(self, v, t, shape):
         if v is None:
             fixed_large = np.log(np.append(self.posterior_variance[1], self.betas[1:]))
             return extract(fixed_large, t, shape).expand(shape)
@@ -208,25 +202,21 @@ class GaussianDiffusion:
 
         The official sampler never clips x̂_0 (`clip_denoised=False` in `scripts/image_sample.py` and `infer_mdt.py`).
         """
-        return self._p_mean_variance(model_output, x_t, self.timesteps(t, x_t.shape[0], x_t.device), clip_denoised)
-
-    def _p_mean_variance(self, model_output, x_t, t, clip_denoised=False):
+        t = self.timesteps(t, x_t.shape[0], x_t.device)
         eps, v = self.split_output(model_output, x_t.shape[1])
-        log_variance = self._model_log_variance(v, t, x_t.shape)
-        pred_x0 = self._x0_from_eps(x_t, t, eps)
+        log_variance = self.model_log_variance(v, t, x_t.shape)
+        pred_x0 = self.predict_x0_from_eps(x_t, t, eps)
         if clip_denoised:
             pred_x0 = pred_x0.clamp(-1, 1)
-        mean, _, _ = self._q_posterior(pred_x0, x_t, t)
+        mean, _, _ = self.q_posterior_mean_variance(pred_x0, x_t, t)
         return {"mean": mean, "log_variance": log_variance, "pred_x0": pred_x0, "eps": eps}
 
     def vb_bits_per_dim(self, model_output: torch.Tensor, x0: torch.Tensor, x_t: torch.Tensor, t) -> torch.Tensor:
         """One VLB term per sample in bits/dim: KL(q(x_{t-1}|x_t,x_0) ‖ p(x_{t-1}|x_t)) for t > 0,
         the discretised-Gaussian decoder NLL −log p(x_0|x_1) at t = 0 (IDDPM `_vb_terms_bpd`)."""
-        return self._vb_bits_per_dim(model_output, x0, x_t, self.timesteps(t, x0.shape[0], x0.device))
-
-    def _vb_bits_per_dim(self, model_output, x0, x_t, t):
-        true_mean, _, true_log_variance = self._q_posterior(x0, x_t, t)
-        p = self._p_mean_variance(model_output, x_t, t)
+        t = self.timesteps(t, x0.shape[0], x0.device)
+        true_mean, _, true_log_variance = self.q_posterior_mean_variance(x0, x_t, t)
+        p = self.p_mean_variance(model_output, x_t, t)
         kl = mean_flat(normal_kl(true_mean, true_log_variance, p["mean"], p["log_variance"])) / LN2  # (B,)
         nll = -mean_flat(discretized_gaussian_log_likelihood(x0, p["mean"], 0.5 * p["log_variance"])) / LN2  # (B,)
         return torch.where(t == 0, nll, kl)
@@ -314,14 +304,14 @@ def single_pass_loss(model, x0: torch.Tensor, t: torch.Tensor, y, diffusion: Gau
 
     vb sees ε̂ detached, so only the variance head v learns from it (IDDPM §3.1).
     """
-    x_t = diffusion._q_sample(x0, t, noise)
+    x_t = diffusion.q_sample(x0, t, noise)
     eps, v = diffusion.split_output(_forward(model, x_t, t, y, enable_mask).float(), x0.shape[1])
     mse = mean_flat((noise - eps) ** 2)  # (B,)
     if v is None:
         vb = torch.zeros_like(mse)
     else:
         frozen = torch.cat([eps.detach(), v], dim=1)  # (B, 2C, H, W)
-        vb = diffusion._vb_bits_per_dim(frozen, x0, x_t, t)  # (B,)
+        vb = diffusion.vb_bits_per_dim(frozen, x0, x_t, t)  # (B,)
     return {"loss": weight * mse + vb, "mse": mse, "vb": vb}
 
 
@@ -339,9 +329,9 @@ def quartile_means(values: torch.Tensor, t: torch.Tensor, num_timesteps: int) ->
 
 
 def training_loss(model, x0: torch.Tensor, y, diffusion: GaussianDiffusion, weighting="none", t=None,
-                  generator: torch.Generator | None = None,
-                  pass_loss: Callable[..., dict] = single_pass_loss) -> dict[str, torch.Tensor]:
-    """DiT: mean_b(L). MDT/MDTv2: mean_b(L_full) + mean_b(L_masked), 1:1.
+                  generator: torch.Generator | None = None, masked_pass: bool = True) -> dict[str, torch.Tensor]:
+    """DiT: mean_b(L). MDT/MDTv2: mean_b(L_full) + mean_b(L_masked), 1:1 (`masked_pass=False`: L_full only,
+    the race's control that trains MDTv2's architecture as DiT is trained).
 
     As in the official `masked_diffusion/train_util.py: TrainLoop.forward_backward`, both MDT passes share x_0
     and t; each draws its own noise (through `generator`), and the model draws its own label dropout and mask.
@@ -354,12 +344,12 @@ def training_loss(model, x0: torch.Tensor, y, diffusion: GaussianDiffusion, weig
     t = sample_timesteps(batch, diffusion, generator, device) if t is None \
         else diffusion.timesteps(t, batch=batch, device=device)
     weight = _loss_weight(weight_fn, t, diffusion)
-    full = pass_loss(model, x0, t, y, diffusion, weight, randn(x0.shape, generator, device, x0.dtype), False)
+    full = single_pass_loss(model, x0, t, y, diffusion, weight, randn(x0.shape, generator, device, x0.dtype), False)
     loss, per_sample = full["loss"].mean(), full["loss"].detach()
     nan = torch.full((), float("nan"), device=device)
     logs = {"mse": full["mse"].detach().mean(), "vb": full["vb"].detach().mean(), "m_mse": nan, "m_vb": nan}
-    if _is_mdt(model):
-        masked = pass_loss(model, x0, t, y, diffusion, weight, randn(x0.shape, generator, device, x0.dtype), True)
+    if masked_pass and _is_mdt(model):
+        masked = single_pass_loss(model, x0, t, y, diffusion, weight, randn(x0.shape, generator, device, x0.dtype), True)
         loss = loss + masked["loss"].mean()
         per_sample = per_sample + masked["loss"].detach()
         logs.update(m_mse=masked["mse"].detach().mean(), m_vb=masked["vb"].detach().mean())

@@ -10,13 +10,14 @@ so every image — its class, its starting noise and every step's noise — is a
 and the result does not depend on the number of processes. Each finished shard is written atomically to
 `<out>/shards/`; a restarted job, with any number of processes, samples only the shards that are missing.
 `settings.json` records what was asked for, and a restart that asks for something else is refused.
-When all shards exist, rank 0 writes `<out>/samples_{N}x{H}x{W}x3.npz`.
+When all shards exist, rank 0 streams them, one at a time, into `<out>/samples_{N}x{H}x{W}x3.npz`, so
+its memory never holds the N images (9.8 GB at N = 50,000 and 256×256), let alone two copies of them.
 """
 from __future__ import annotations
 
-import io
 import json
 import time
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -24,10 +25,11 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write, write_json
-from .data_order import mix_seed
 from .diffusion import GaussianDiffusion
 from .distributed import DistInfo, barrier, broadcast_object
-from .sampling import sample, to_uint8
+from .same_settings import refuse_other_settings
+from .sampling import PRESETS, sample, to_uint8
+from .seeds import mix_seed
 from .vae import decode_if_latent
 
 
@@ -40,15 +42,15 @@ class FidSampling:
     seed: int = 0
     steps: str = "250"
     method: str = "ddpm"
-    cfg_scale: float = 3.8
-    scale_pow: float = 4.0
-    vae_decoder: str = "ema"
+    cfg_scale: float = PRESETS["fid"]["cfg_scale"]      # MDT's; a DiT checkpoint's own is 1.5 (`sampling.preset`)
+    scale_pow: float = PRESETS["fid"]["scale_pow"]
+    vae_decoder: str = PRESETS["fid"]["vae_decoder"]
     shard_size: int = 64
 
     def __post_init__(self):
         for name in ("n", "shard_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise ValueError(f"FidSampling.{name} must be at least 1, got {getattr(self, name)}")
 
 
 def image_labels(seed: int, indices, num_classes: int) -> torch.Tensor:
@@ -78,12 +80,8 @@ def check_settings(out: Path, s: FidSampling) -> None:
     """Record the settings on the first start; refuse a restart that asks for different ones."""
     path = out / "settings.json"
     if path.exists():
-        before = json.loads(path.read_text())
-        changed = {k: (before.get(k), v) for k, v in asdict(s).items() if before.get(k) != v}
-        if changed:
-            what = ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items())
-            raise ValueError(f"{out} holds samples drawn with other settings ({what}); use another --out or the "
-                             "same settings to continue")
+        refuse_other_settings(out, json.loads(path.read_text()), asdict(s),
+                              "use another --out, or the same settings to continue", keys=asdict(s))
     else:
         out.mkdir(parents=True, exist_ok=True)
         write_json(path, asdict(s))
@@ -104,21 +102,44 @@ def sample_shard(model, s: FidSampling, k: int, diffusion: GaussianDiffusion) ->
 
 
 def _write_npz(path: Path, **arrays) -> None:
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    atomic_write(path, buffer.getvalue())
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _shard_array(out: Path, s: FidSampling, k: int, key: str) -> np.ndarray:
+    """Array `key` of shard k, checked to hold exactly the shard's images."""
+    with np.load(shard_file(out, k)) as shard:
+        part = shard[key]
+    want = min(s.n, (k + 1) * s.shard_size) - k * s.shard_size
+    if len(part) != want:
+        raise ValueError(f"{shard_file(out, k)} holds {len(part)} images where {want} belong; delete it and run the "
+                         "same command again to redraw it")
+    return part
+
+
+def _stream_npz(f, out: Path, s: FidSampling) -> None:
+    """Write the official .npz (arr_0: images, arr_1: labels) to the binary file f as np.savez lays it out (a zip
+    of .npy files, stored), shard after shard: each entry's .npy header first, then the shards' bytes in order."""
+    with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key in ("arr_0", "arr_1"):
+            first = _shard_array(out, s, 0, key)
+            header = {"descr": np.lib.format.dtype_to_descr(first.dtype), "fortran_order": False,
+                      "shape": (s.n, *first.shape[1:])}
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array_header_1_0(entry, header)
+                for k in range(num_shards(s)):
+                    part = first if k == 0 else _shard_array(out, s, k, key)
+                    if part.dtype != first.dtype or part.shape[1:] != first.shape[1:]:
+                        raise ValueError(f"{shard_file(out, k)} holds {key} {part.dtype} {part.shape[1:]} unlike "
+                                         "shard 0; delete it and run the same command again to redraw it")
+                    entry.write(np.ascontiguousarray(part).tobytes())
 
 
 def assemble(out: Path, s: FidSampling) -> Path:
-    """Concatenate every shard, in index order, into the official .npz (written atomically)."""
-    images, labels = [], []
-    for k in range(num_shards(s)):
-        with np.load(shard_file(out, k)) as shard:
-            images.append(shard["arr_0"])
-            labels.append(shard["arr_1"])
-    images, labels = np.concatenate(images), np.concatenate(labels)
-    path = out / npz_name(len(images), images.shape[1], images.shape[2])
-    _write_npz(path, arr_0=images, arr_1=labels)
+    """Stream every shard, in index order, into the official .npz (written atomically); one shard in memory."""
+    with np.load(shard_file(out, 0)) as shard:
+        height, width = shard["arr_0"].shape[1:3]
+    path = out / npz_name(s.n, height, width)
+    atomic_write(path, lambda f: _stream_npz(f, out, s))
     return path
 
 

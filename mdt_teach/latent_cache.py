@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import atomic_write, write_json
 from .data import LATENT_MANIFEST, is_latent_cache, make_dataset
+from .same_settings import refuse_other_settings
 from .vae import DEFAULT_VAE, SCALE, LatentVAE, load_vae, sample_latents
 
 MANIFEST = LATENT_MANIFEST
@@ -96,11 +97,8 @@ def _start_manifest(root: Path, plan: dict) -> dict:
     """Create the manifest, or check that an existing one describes the same cache (resume)."""
     path = root / MANIFEST
     if path.is_file():
-        old = json.loads(path.read_text())
-        changed = [k for k in _PLAN_KEYS if old.get(k) != plan.get(k)]
-        if changed:
-            raise ValueError(f"{root} already holds a latent cache with different {', '.join(changed)}; "
-                             "pass another OUT folder or delete this one")
+        refuse_other_settings(root, json.loads(path.read_text()), plan,
+                              "pass another OUT folder, or delete this one", keys=_PLAN_KEYS)
     manifest = dict(plan, shards=[], complete=False)
     write_json(path, manifest)
     return manifest

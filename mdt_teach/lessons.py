@@ -13,7 +13,8 @@ import torch
 
 from .checkpoint import atomic_save, read_torch_file
 from .masking import draw_mask_ratio, mask_from_hidden, random_masking
-from .models import fixed_mask_ratio, from_config
+from .model_size import fixed_mask_ratio
+from .models import from_config
 from .resources import data_file
 
 LESSON_CHECKPOINT = "lesson04_mdt_tiny.pt"

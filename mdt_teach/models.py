@@ -3,52 +3,31 @@
 Sources: `masked_diffusion/models.py` of sail-sg/MDT (branch `main` for MDTv2, `mdtv1` for MDT) and
 facebookresearch/DiT's `models.py`.
 
-`build_model("MDTv2-S/2")` gives the official configuration; `MODEL_PRESETS` lists every name.
+`build_model("MDTv2-S/2")` gives the official configuration; `MODEL_PRESETS` (`model_config.py`,
+with the config and its checks) lists every name; parameter and FLOP counts are `model_size.py`.
 State-dict keys and their order equal the official ones, so published checkpoints load strictly
 (`mdt_teach.compat.load_official`).
 """
 from __future__ import annotations
 
-import contextlib
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 
 import torch
 import torch.nn as nn
 
+from .guidance import cfg_forward   # the one implementation of the guided mix
 from .layers import (Block, FinalLayer, LabelEmbedder, PatchEmbed, TimestepEmbedder, sincos_2d,
                      unpatchify)
 from .masking import draw_mask_ratio, random_masking, unshuffle_with_tokens
-from .sampling import cfg_forward   # the one implementation of the guided mix
-
-FAMILIES = ("DiT", "MDT", "MDTv2")
-
-
-@dataclass
-class ModelConfig:
-    """Everything needed to rebuild a model; `asdict(cfg)` is what checkpoints store."""
-
-    family: str = "MDTv2"
-    input_size: int = 32
-    patch_size: int = 2
-    in_channels: int = 4
-    hidden_size: int = 1152
-    depth: int = 28
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
-    class_dropout_prob: float = 0.1
-    num_classes: int = 1000
-    learn_sigma: bool = True
-    mask_ratio: float | None = None       # MDT only; None = never masks
-    decode_layer: int | None = None       # MDT only; v1: blocks after the side-interpolater, v2: decoder depth
-    mask_ratio_jitter: float | None = None  # MDT only; ratio ~ U[r, r + jitter) per forward
-
+from .model_config import FAMILIES, MODEL_PRESETS, ModelConfig, validate
 
 # ----------------------------------------------------------------------------------------------
 # The shared skeleton: stem (embedders + pos_embed), body (per family), head (final layer)
 # ----------------------------------------------------------------------------------------------
 
 class DiffusionTransformer(nn.Module):
-    """Shared stem, head, init, input checks and CFG of DiT / MDT / MDTv2; subclasses add the body."""
+    """Shared stem, head, init, input checks and CFG of DiT / MDT / MDTv2;
+    subclasses add the body."""
 
     family = "DiT"
     is_mdt = False
@@ -58,7 +37,7 @@ class DiffusionTransformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        _validate(cfg)
+        validate(cfg)
         self.in_channels = cfg.in_channels
         self.out_channels = cfg.in_channels * 2 if cfg.learn_sigma else cfg.in_channels
         self.learn_sigma = cfg.learn_sigma
@@ -67,7 +46,8 @@ class DiffusionTransformer(nn.Module):
         self.mlp_ratio, self.class_dropout_prob = cfg.mlp_ratio, cfg.class_dropout_prob
         self.num_classes = cfg.num_classes
         self.mask_ratio = None
-        self.x_embedder = PatchEmbed(cfg.input_size, cfg.patch_size, cfg.in_channels, cfg.hidden_size)
+        self.x_embedder = PatchEmbed(cfg.input_size, cfg.patch_size, cfg.in_channels,
+                                     cfg.hidden_size)
         self.t_embedder = TimestepEmbedder(cfg.hidden_size)
         self.y_embedder = LabelEmbedder(cfg.num_classes, cfg.hidden_size, cfg.class_dropout_prob,
                                         draw_on_cpu=self.label_drop_on_cpu)
@@ -97,7 +77,8 @@ class DiffusionTransformer(nn.Module):
         return [self.pos_embed]
 
     def initialize_weights(self) -> None:
-        """Official init (`MDTv2.initialize_weights`): xavier linears, sin-cos pos, N(0,.02²) embeds, 0 adaLN/final."""
+        """Official init (`MDTv2.initialize_weights`): xavier linears, sin-cos pos,
+        N(0,.02²) embeds, 0 adaLN/final."""
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 nn.init.xavier_uniform_(module.weight)
@@ -108,7 +89,7 @@ class DiffusionTransformer(nn.Module):
             for param in self.sincos_parameters():
                 param.copy_(table)
         w = self.x_embedder.proj.weight
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))         # conv weight as a (D, C·p·p) matrix
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))  # conv weight as a (D, C·p·p) matrix
         nn.init.zeros_(self.x_embedder.proj.bias)
         nn.init.normal_(self.y_embedder.embedding_table.weight, std=0.02)
         nn.init.normal_(self.t_embedder.mlp[0].weight, std=0.02)
@@ -124,8 +105,9 @@ class DiffusionTransformer(nn.Module):
     @property
     def config(self) -> ModelConfig:
         """The configuration this model was built with (current mask settings included)."""
-        return ModelConfig(family=self.family, input_size=self.input_size, patch_size=self.patch_size,
-                           in_channels=self.in_channels, hidden_size=self.hidden_size, depth=self.depth,
+        return ModelConfig(family=self.family, input_size=self.input_size,
+                           patch_size=self.patch_size, in_channels=self.in_channels,
+                           hidden_size=self.hidden_size, depth=self.depth,
                            num_heads=self.num_heads, mlp_ratio=self.mlp_ratio,
                            class_dropout_prob=self.class_dropout_prob, num_classes=self.num_classes,
                            learn_sigma=self.learn_sigma, **self._mdt_config())
@@ -143,24 +125,29 @@ class DiffusionTransformer(nn.Module):
         s, p = self.input_size, self.patch_size
         if C != self.in_channels:
             raise ValueError(f"x has {C} channels but this model takes {self.in_channels}; "
-                             f"build it with in_channels={C} or pass {self.in_channels}-channel inputs")
+                             f"build it with in_channels={C} "
+                             f"or pass {self.in_channels}-channel inputs")
         if H % p or W % p:
-            raise ValueError(f"image size {H}×{W} is not divisible by patch size {p}; use {s}×{s} inputs")
+            raise ValueError(f"image size {H}×{W} is not divisible by patch size {p}; "
+                             f"use {s}×{s} inputs")
         if (H, W) != (s, s):
             raise ValueError(f"input is {H}×{W} but the model was built for {s}×{s}; "
                              f"resize the input or build the model with input_size={H}")
         if tuple(t.shape) != (B,):
-            raise ValueError(f"t must have shape ({B},), one timestep per image, got {tuple(t.shape)}")
+            raise ValueError(f"t must have shape ({B},), one timestep per image, "
+                             f"got {tuple(t.shape)}")
         if tuple(y.shape) != (B,) or y.is_floating_point():
-            raise ValueError(f"y must be ({B},) integer class labels, got {y.dtype} of shape {tuple(y.shape)}")
+            raise ValueError(f"y must be ({B},) integer class labels, "
+                             f"got {y.dtype} of shape {tuple(y.shape)}")
         top = self.y_embedder.embedding_table.num_embeddings - 1
         if y.device.type != "meta" and B and bool(((y < 0) | (y > top)).any()):
-            raise ValueError(f"labels must lie in 0..{top} ({self.num_classes} = the null class when "
-                             f"class_dropout_prob > 0), got {int(y.min())}..{int(y.max())}")
+            raise ValueError(f"labels must lie in 0..{top} ({self.num_classes} = the null class "
+                             f"when class_dropout_prob > 0), got {int(y.min())}..{int(y.max())}")
 
     def embed(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
               generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Tokens h0 = PatchEmbed(x) + pos_embed (B, N, D) and condition c = t_emb + y_emb (B, D)."""
+        """Tokens h0 = PatchEmbed(x) + pos_embed (B, N, D) and
+        condition c = t_emb + y_emb (B, D)."""
         self.check_inputs(x, t, y)
         h0 = self.x_embedder(x) + self.pos_embed                              # (B, N, D)
         c = self.t_embedder(t) + self.y_embedder(y, self.training, generator=generator)  # (B, D)
@@ -176,16 +163,18 @@ class DiffusionTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, enable_mask: bool = False,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """DiT forward (B, C, H, W) → (B, C_out, H, W); DiT never masks, so enable_mask is ignored."""
+        """DiT forward (B, C, H, W) → (B, C_out, H, W);
+        DiT never masks, so enable_mask is ignored."""
         h, c = self.embed(x, t, y, generator)
         for block in self.blocks:
             h = block(h, c)                                                   # (B, N, D)
         return self.head(h, c)
 
-    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float | None = None,
-                         diffusion_steps: int = 1000, scale_pow: float = 4.0,
-                         guided_channels: int | None = 3) -> torch.Tensor:
-        """Official CFG (`MDTv2.forward_with_cfg`) on the doubled batch [z; z], labels [y; null], power-cosine weight.
+    def forward_with_cfg(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor,
+                         cfg_scale: float | None = None, diffusion_steps: int = 1000,
+                         scale_pow: float = 4.0, guided_channels: int | None = 3) -> torch.Tensor:
+        """Official CFG (`MDTv2.forward_with_cfg`) on the doubled batch [z; z], labels [y; null],
+        power-cosine weight.
 
         Only the first `guided_channels` ε channels are guided (3 = DiT/MDT's legacy; None = all
         in_channels); scale_pow = 0 gives DiT's constant scale.
@@ -193,22 +182,27 @@ class DiffusionTransformer(nn.Module):
         if cfg_scale is None:
             return self.forward(x, t, y)
         if len(x) % 2:
-            raise ValueError(f"forward_with_cfg needs the doubled batch [z; z] (even size), got {len(x)} images")
+            raise ValueError("forward_with_cfg needs the doubled batch [z; z] (even size), "
+                             f"got {len(x)} images")
         return cfg_forward(self, x, t, y, cfg_scale, scale_pow, guided_channels, diffusion_steps)
 
 
 class DiT(DiffusionTransformer):
-    """DiT (arXiv 2212.09748; DiT's `models.py: DiT`): frozen sin-cos pos_embed, plain blocks, no relative bias."""
+    """DiT (arXiv 2212.09748; DiT's `models.py: DiT`): frozen sin-cos pos_embed, plain blocks,
+    no relative bias."""
 
-    def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
-                 depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
+    def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4,
+                 hidden_size: int = 1152, depth: int = 28, num_heads: int = 16,
+                 mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
                  num_classes: int = 1000, learn_sigma: bool = True):
-        super().__init__(ModelConfig("DiT", input_size, patch_size, in_channels, hidden_size, depth, num_heads,
-                                     mlp_ratio, class_dropout_prob, num_classes, learn_sigma))
+        super().__init__(ModelConfig("DiT", input_size, patch_size, in_channels, hidden_size,
+                                     depth, num_heads, mlp_ratio, class_dropout_prob, num_classes,
+                                     learn_sigma))
 
 
 class _MDTBase(DiffusionTransformer):
-    """What MDT v1 and v2 share: learnable pos embeds, relative bias, mask token, masking, side-interpolater."""
+    """What MDT v1 and v2 share: learnable pos embeds, relative bias, mask token, masking,
+    side-interpolater."""
 
     is_mdt = True
     pos_embed_trainable = True
@@ -217,14 +211,16 @@ class _MDTBase(DiffusionTransformer):
     default_jitter = 0.0
 
     def _build_mdt_parts(self, cfg: ModelConfig) -> None:
-        """decoder_pos_embed, mask_token (frozen zeros when mask_ratio is None) and the single side block."""
+        """decoder_pos_embed, mask_token (frozen zeros when mask_ratio is None) and the single
+        side block."""
         self.decode_layer = int(cfg.decode_layer)
         self.mask_ratio = None if cfg.mask_ratio is None else float(cfg.mask_ratio)
         jitter = cfg.mask_ratio_jitter
         self.mask_ratio_jitter = self.default_jitter if jitter is None else float(jitter)
         num_patches = self.x_embedder.num_patches
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, num_patches, cfg.hidden_size))
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size), requires_grad=self.mask_ratio is not None)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, cfg.hidden_size),
+                                       requires_grad=self.mask_ratio is not None)
         self.sideblocks = nn.ModuleList([self._block(cfg)])
 
     def sincos_parameters(self) -> list[nn.Parameter]:
@@ -232,7 +228,8 @@ class _MDTBase(DiffusionTransformer):
         return [self.pos_embed, self.decoder_pos_embed]
 
     def initialize_weights(self) -> None:
-        """Shared init, then the mask token ~ N(0, 0.02²) when the model masks (`MDTv2.initialize_weights`)."""
+        """Shared init, then the mask token ~ N(0, 0.02²) when the model masks
+        (`MDTv2.initialize_weights`)."""
         super().initialize_weights()
         if self.mask_ratio is not None:
             nn.init.normal_(self.mask_token, std=0.02)
@@ -243,22 +240,26 @@ class _MDTBase(DiffusionTransformer):
                     mask_ratio_jitter=self.mask_ratio_jitter)
 
     def mask_tokens(self, h0: torch.Tensor, generator: torch.Generator | None = None):
-        """Draw this forward's ratio (r + jitter·u), then mask h0; returns (h, mask, ids_restore, ids_keep)."""
+        """Draw this forward's ratio (r + jitter·u), then mask h0;
+        returns (h, mask, ids_restore, ids_keep)."""
         if not (0 <= self.mask_ratio_jitter and self.mask_ratio + self.mask_ratio_jitter <= 1):
-            raise ValueError(f"mask_ratio + mask_ratio_jitter = {self.mask_ratio + self.mask_ratio_jitter:g} "
+            raise ValueError("mask_ratio + mask_ratio_jitter = "
+                             f"{self.mask_ratio + self.mask_ratio_jitter:g} "
                              "must lie in [0, 1]; lower one of them")
         ratio = draw_mask_ratio(self.mask_ratio, self.mask_ratio_jitter, h0.device, generator)
         return random_masking(h0, ratio, generator)
 
     def forward_side_interpolater(self, h: torch.Tensor, c: torch.Tensor, mask: torch.Tensor,
                                   ids_restore: torch.Tensor) -> torch.Tensor:
-        """Side-interpolater (`MDTv2.forward_side_interpolater`): mask tokens, decoder_pos_embed, block, shortcut."""
-        x_before = unshuffle_with_tokens(h, self.mask_token, ids_restore) + self.decoder_pos_embed  # (B, N, D)
+        """Side-interpolater (`MDTv2.forward_side_interpolater`): mask tokens, decoder_pos_embed,
+        block, shortcut."""
+        # (B, N, D)
+        x_before = unshuffle_with_tokens(h, self.mask_token, ids_restore) + self.decoder_pos_embed
         x_side = x_before
         for block in self.sideblocks:
-            x_side = block(x_side, c)                                         # (B, N, D), full bias
-        m = mask.unsqueeze(-1)                                                # (B, N, 1)
-        return x_side * m + (1 - m) * x_before                                # kept tokens bypass the block
+            x_side = block(x_side, c)                   # (B, N, D), full bias
+        m = mask.unsqueeze(-1)                          # (B, N, 1)
+        return x_side * m + (1 - m) * x_before          # kept tokens bypass the block
 
     def hand_off(self, h: torch.Tensor, c: torch.Tensor, masked) -> torch.Tensor:
         """Encoder → decoder: side-interpolater in the masked pass, else h + decoder_pos_embed."""
@@ -268,7 +269,8 @@ class _MDTBase(DiffusionTransformer):
         return self.forward_side_interpolater(h, c, mask, ids_restore)
 
     def start(self, x, t, y, enable_mask, generator):
-        """Embed, then mask when asked and mask_ratio is set; returns (h0, h, c, masked, ids_keep)."""
+        """Embed, then mask when asked and mask_ratio is set;
+        returns (h0, h, c, masked, ids_keep)."""
         h0, c = self.embed(x, t, y, generator)
         if not (enable_mask and self.mask_ratio is not None):
             return h0, h0, c, None, None
@@ -277,17 +279,19 @@ class _MDTBase(DiffusionTransformer):
 
 
 class MDT(_MDTBase):
-    """MDT v1 (ICCV 2023; `MDT.forward`, branch `mdtv1`): side-interpolater before the last `decode_layer` blocks."""
+    """MDT v1 (ICCV 2023; `MDT.forward`, branch `mdtv1`): side-interpolater before the last
+    `decode_layer` blocks."""
 
     family = "MDT"
 
-    def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
-                 depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
+    def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4,
+                 hidden_size: int = 1152, depth: int = 28, num_heads: int = 16,
+                 mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
                  num_classes: int = 1000, learn_sigma: bool = True, mask_ratio: float | None = None,
                  decode_layer: int = 2, mask_ratio_jitter: float = 0.0):
-        super().__init__(ModelConfig("MDT", input_size, patch_size, in_channels, hidden_size, depth, num_heads,
-                                     mlp_ratio, class_dropout_prob, num_classes, learn_sigma, mask_ratio,
-                                     decode_layer, mask_ratio_jitter))
+        super().__init__(ModelConfig("MDT", input_size, patch_size, in_channels, hidden_size,
+                                     depth, num_heads, mlp_ratio, class_dropout_prob, num_classes,
+                                     learn_sigma, mask_ratio, decode_layer, mask_ratio_jitter))
 
     def _build_body(self, cfg: ModelConfig) -> None:
         """`blocks` [depth] then `sideblocks` [1]."""
@@ -300,7 +304,8 @@ class MDT(_MDTBase):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, enable_mask: bool = False,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """v1: blocks on kept tokens until depth − decode_layer, hand-off, remaining blocks on all tokens."""
+        """v1: blocks on kept tokens until depth − decode_layer, hand-off, remaining blocks on
+        all tokens."""
         _, h, c, masked, ids_keep = self.start(x, t, y, enable_mask, generator)
         hand_off_at = len(self.blocks) - self.decode_layer
         for i, block in enumerate(self.blocks):
@@ -312,26 +317,30 @@ class MDT(_MDTBase):
 
 
 class MDTv2(_MDTBase):
-    """MDTv2 (`MDTv2.forward`; arXiv 2303.14389 v2): U-Net encoder (long skips), side-interpolater, dense decoder."""
+    """MDTv2 (`MDTv2.forward`; arXiv 2303.14389 v2): U-Net encoder (long skips),
+    side-interpolater, dense decoder."""
 
     family = "MDTv2"
     default_jitter = 0.2
 
-    def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4, hidden_size: int = 1152,
-                 depth: int = 28, num_heads: int = 16, mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
+    def __init__(self, input_size: int = 32, patch_size: int = 2, in_channels: int = 4,
+                 hidden_size: int = 1152, depth: int = 28, num_heads: int = 16,
+                 mlp_ratio: float = 4.0, class_dropout_prob: float = 0.1,
                  num_classes: int = 1000, learn_sigma: bool = True, mask_ratio: float | None = None,
                  decode_layer: int = 4, mask_ratio_jitter: float = 0.2):
-        super().__init__(ModelConfig("MDTv2", input_size, patch_size, in_channels, hidden_size, depth, num_heads,
-                                     mlp_ratio, class_dropout_prob, num_classes, learn_sigma, mask_ratio,
-                                     decode_layer, mask_ratio_jitter))
+        super().__init__(ModelConfig("MDTv2", input_size, patch_size, in_channels, hidden_size,
+                                     depth, num_heads, mlp_ratio, class_dropout_prob, num_classes,
+                                     learn_sigma, mask_ratio, decode_layer, mask_ratio_jitter))
 
     def _build_body(self, cfg: ModelConfig) -> None:
-        """`en_inblocks` [h], `en_outblocks` [h] and `de_blocks` [dl] with skip_linear, `sideblocks` [1]."""
+        """`en_inblocks` [h], `en_outblocks` [h] and `de_blocks` [dl] with skip_linear,
+        `sideblocks` [1]."""
         half = (cfg.depth - cfg.decode_layer) // 2
         self.half_depth = half
         self.en_inblocks = nn.ModuleList([self._block(cfg) for _ in range(half)])
         self.en_outblocks = nn.ModuleList([self._block(cfg, skip=True) for _ in range(half)])
-        self.de_blocks = nn.ModuleList([self._block(cfg, skip=True) for _ in range(cfg.decode_layer)])
+        self.de_blocks = nn.ModuleList([self._block(cfg, skip=True)
+                                        for _ in range(cfg.decode_layer)])
         self._build_mdt_parts(cfg)
 
     def all_blocks(self) -> list[Block]:
@@ -340,84 +349,22 @@ class MDTv2(_MDTBase):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, enable_mask: bool = False,
                 generator: torch.Generator | None = None) -> torch.Tensor:
-        """v2: in-blocks push outputs, out-blocks pop them (LIFO), hand-off, decoder fuses h0 every block."""
+        """v2: in-blocks push outputs, out-blocks pop them (LIFO), hand-off, decoder fuses h0
+        every block."""
         h0, h, c, masked, ids_keep = self.start(x, t, y, enable_mask, generator)
         skips = []
         for block in self.en_inblocks:
-            h = block(h, c, ids_keep=ids_keep)                                # (B, K or N, D)
+            h = block(h, c, ids_keep=ids_keep)                    # (B, K or N, D)
             skips.append(h)
         for block in self.en_outblocks:
-            h = block(h, c, skip=skips.pop(), ids_keep=ids_keep)              # long U-Net skip
-        h = self.hand_off(h, c, masked)                                       # (B, N, D)
+            h = block(h, c, skip=skips.pop(), ids_keep=ids_keep)  # long U-Net skip
+        h = self.hand_off(h, c, masked)                           # (B, N, D)
         for block in self.de_blocks:
-            h = block(h, c, skip=h0)                                          # dense input skip, full bias
+            h = block(h, c, skip=h0)                              # dense input skip, full bias
         return self.head(h, c)
 
 
 MODEL_CLASSES = {"DiT": DiT, "MDT": MDT, "MDTv2": MDTv2}
-
-
-def _validate(cfg: ModelConfig) -> None:
-    """Raise a one-sentence ValueError for a configuration that cannot be built as asked."""
-    if cfg.family not in FAMILIES:
-        raise ValueError(f"unknown model family {cfg.family!r}; use one of {', '.join(FAMILIES)}")
-    if cfg.input_size % cfg.patch_size:
-        raise ValueError(f"image size {cfg.input_size} is not divisible by patch size {cfg.patch_size}; "
-                         f"use {cfg.input_size - cfg.input_size % cfg.patch_size or cfg.patch_size} "
-                         "or a patch size that divides it")
-    if cfg.hidden_size % cfg.num_heads or cfg.hidden_size % 4:
-        raise ValueError(f"hidden size {cfg.hidden_size} must be divisible by 4 and by the {cfg.num_heads} heads")
-    if min(cfg.depth, cfg.in_channels, cfg.num_classes) < 1:
-        raise ValueError("depth, in_channels and num_classes must each be at least 1")
-    if cfg.family == "DiT":
-        return
-    _validate_mdt(cfg)
-
-
-def _validate_mdt(cfg: ModelConfig) -> None:
-    """MDT-only checks: mask ratio range and the decoder depth arithmetic (official `MDTv2.__init__`)."""
-    dl = cfg.decode_layer
-    if dl is None or int(dl) != dl:
-        raise ValueError(f"{cfg.family} needs an integer decode_layer (official: MDT 2, MDTv2 4 or 6 for S/2)")
-    r, jitter = cfg.mask_ratio, cfg.mask_ratio_jitter or 0.0
-    if r is not None and not (0 <= r < 1 and 0 <= jitter and r + jitter <= 1):
-        raise ValueError(f"mask_ratio {r:g} with jitter {jitter:g} must satisfy 0 <= ratio < 1 and ratio + jitter <= 1")
-    if cfg.family == "MDT" and not 1 <= dl <= cfg.depth:
-        raise ValueError(f"MDT decode_layer {dl} must lie in 1..depth={cfg.depth} (blocks after the side-interpolater)")
-    if cfg.family == "MDTv2" and not 0 <= dl <= cfg.depth:
-        raise ValueError(f"MDTv2 decode_layer {dl} must lie in 0..depth={cfg.depth}")
-    if cfg.family == "MDTv2" and (cfg.depth - dl) % 2:
-        options = " or ".join(str(d) for d in (dl - 1, dl + 1) if 0 <= d <= cfg.depth)
-        raise ValueError(f"depth − decode_layer = {cfg.depth} − {dl} is odd, so the official code would silently "
-                         f"drop one encoder block; pick decode_layer {options}")
-
-
-# ----------------------------------------------------------------------------------------------
-# Presets
-# ----------------------------------------------------------------------------------------------
-
-_SIZES = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}
-_TINY = dict(depth=6, hidden_size=128, num_heads=4, patch_size=4, input_size=32, in_channels=3,
-             num_classes=4, learn_sigma=True)
-
-
-def _presets() -> dict[str, dict]:
-    """Official names (DiT /2 /4 /8, MDT /2 /4 /8, MDTv2 /2) with official decode_layer and mask_ratio 0.3."""
-    presets = {}
-    for size, (depth, hidden, heads) in _SIZES.items():
-        base = dict(depth=depth, hidden_size=hidden, num_heads=heads)
-        for p in (2, 4, 8):
-            presets[f"DiT-{size}/{p}"] = dict(family="DiT", patch_size=p, **base)
-            presets[f"MDT-{size}/{p}"] = dict(family="MDT", patch_size=p, decode_layer=2, mask_ratio=0.3, **base)
-        presets[f"MDTv2-{size}/2"] = dict(family="MDTv2", patch_size=2, decode_layer=6 if size == "S" else 4,
-                                          mask_ratio=0.3, **base)
-    presets["DiT-T/4"] = dict(family="DiT", **_TINY)
-    presets["MDT-T/4"] = dict(family="MDT", decode_layer=2, mask_ratio=0.3, **_TINY)
-    presets["MDTv2-T/4"] = dict(family="MDTv2", decode_layer=2, mask_ratio=0.3, **_TINY)
-    return presets
-
-
-MODEL_PRESETS: dict[str, dict] = _presets()
 
 
 def _accepted(family: str) -> set[str]:
@@ -441,60 +388,12 @@ def from_config(cfg: ModelConfig | dict) -> DiffusionTransformer:
 
 
 def build_model(name: str, **overrides) -> DiffusionTransformer:
-    """Build a preset by name, e.g. build_model("MDTv2-S/2", input_size=32, num_classes=10, mask_ratio=None)."""
+    """Build a preset by name, e.g.
+    build_model("MDTv2-S/2", input_size=32, num_classes=10, mask_ratio=None)."""
     if name not in MODEL_PRESETS:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODEL_PRESETS)}")
     family = MODEL_PRESETS[name]["family"]
     if overrides.get("family", family) != family:
-        raise ValueError(f"{name} is a {family} preset; pick a preset of family {overrides['family']} instead")
+        raise ValueError(f"{name} is a {family} preset; "
+                         f"pick a preset of family {overrides['family']} instead")
     return from_config({**MODEL_PRESETS[name], **overrides})
-
-
-# ----------------------------------------------------------------------------------------------
-# Size accounting (lesson 05)
-# ----------------------------------------------------------------------------------------------
-
-def count_params(model: nn.Module, inference: bool = False, trainable: bool = False) -> int:
-    """Entries of parameters(); inference=True drops the side block and mask_token (unused when sampling)."""
-    total = 0
-    for name, p in model.named_parameters():
-        if inference and (name.startswith("sideblocks.") or name == "mask_token"):
-            continue
-        if trainable and not p.requires_grad:
-            continue
-        total += p.numel()
-    return total
-
-
-@contextlib.contextmanager
-def fixed_mask_ratio(model: nn.Module, mask_ratio: float | None):
-    """Temporarily fix an MDT's mask ratio (jitter 0) so a masked pass has a known K."""
-    if mask_ratio is None or not getattr(model, "is_mdt", False):
-        yield
-        return
-    saved = model.mask_ratio, model.mask_ratio_jitter
-    model.mask_ratio, model.mask_ratio_jitter = float(mask_ratio), 0.0
-    try:
-        yield
-    finally:
-        model.mask_ratio, model.mask_ratio_jitter = saved
-
-
-def count_flops(model: DiffusionTransformer, batch_size: int = 1, enable_mask: bool = False,
-                mask_ratio: float | None = None) -> int:
-    """FLOPs of one forward pass counted by torch's FlopCounterMode (FLOPs = 2·MACs; DiT's "Gflops" = FLOPs/2e9).
-
-    Works on the meta device; a masked pass there needs a fixed ratio (pass mask_ratio, e.g. 0.3).
-    """
-    from torch.utils.flop_counter import FlopCounterMode
-
-    device = next(model.parameters()).device
-    x = torch.zeros(batch_size, model.in_channels, model.input_size, model.input_size, device=device)
-    t = torch.zeros(batch_size, dtype=torch.long, device=device)
-    y = torch.zeros(batch_size, dtype=torch.long, device=device)
-    if device.type == "meta" and enable_mask and mask_ratio is None and getattr(model, "mask_ratio_jitter", 0):
-        raise ValueError("a masked pass on the meta device needs a fixed ratio; pass mask_ratio=0.3 (for example)")
-    counter = FlopCounterMode(display=False)
-    with fixed_mask_ratio(model, mask_ratio), counter, torch.no_grad():
-        model(x, t, y, enable_mask=enable_mask)
-    return int(counter.get_total_flops())

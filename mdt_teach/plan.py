@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from .models import MODEL_PRESETS, build_model
+from .model_config import MODEL_PRESETS
+from .models import build_model
 from .recipe import DTYPE_NAMES as DTYPES
 
 GB = 1e9

@@ -1,5 +1,5 @@
-"""`mdt-teach race`: DiT vs MDT vs MDTv2 on smileys at equal calibrated wall-clock, plus the ablations that
-isolate each MDTv2 ingredient (masking, Adan, Min-SNR), over several seeds.
+"""`mdt-teach race`: DiT vs MDT vs MDTv2 on smileys at equal calibrated wall-clock, as a factorial that adds
+MDTv2's ingredients one at a time (weighting, architecture, second pass, masking), over several seeds.
 
 Every contestant trains the tiny preset (same width and depth) at the learning rate the sweep chose for it
 (`sweep.py`, rule declared there), on the data order of its seed, for the same calibrated budget: each
@@ -22,16 +22,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoint import list_checkpoints, read_checkpoint, latest_checkpoint, write_json
 from .config import detect_capabilities, wait_for
 from .data import DEFAULT_WORLD, world_version
-from .checkpoint import list_checkpoints, read_checkpoint, latest_checkpoint, write_json
+from .images import save_grid
 from .metrics import score_smileys
+from .painters import blind_rates
 from .probe import missing_eye_probe, wilson_interval
-from .race_summary import BASELINE, format_table, summarize
+from .race_summary import BASELINE, format_table, headline_of, summarize
 from .recipe import TrainConfig
+from .resources import repo_commit
+from .same_settings import refuse_other_settings
 from .sampling import generate
 from .train import Trainer
-from .viz.images import save_grid
 
 
 @dataclass(frozen=True)
@@ -46,29 +49,39 @@ class Variant:
     seeds: tuple = (0,)
 
 
-# The winners of the committed sweep (data/race/cpu/sweep/summary.json; a test holds these to it). Adan's
-# winner sits at the top of its grid after the rule's two extensions (FD 44.9 at 8e-3, 47.7 at 4e-3). MDT v1
-# was not swept: it trains at MDTv2's AdamW lr, the closest recipe (same optimizer, same two passes).
-SWEPT_LR = {"DiT-T/4 adamw": 2e-3, "MDTv2-T/4 adamw": 2e-3, "MDTv2-T/4 adan": 8e-3}
-SEEDS = (0, 1, 2)    # the three contestants the conclusion rests on; DiT + Min-SNR seeds 0-1, the others seed 0
-PROBE_FACES = 64     # faces for the probe along the way (about 28 are usable for the eye region)
+# The winners of the committed sweep (data/race/relational/sweep/summary.json; a test holds these to it): one
+# sweep per model family; every variant of a family trains at the family's lr.
+SWEPT_LR = {"DiT-T/4 adamw": 2e-3, "MDT-T/4 adamw": 2e-3, "MDTv2-T/4 adamw": 4e-3}
+CLIP = {"max_grad_norm": 1.0}   # every contestant clips at 1 (MDTv2's recipe; DiT's and MDT v1's have none),
+                                # so that clipping is not one of the differences between them
+SEEDS = (0, 1, 2)    # the five variants of the main chain; the 2 × 2 of masking × weighting and MDT v1: 0, 1
+PROBE_FACES = 64     # faces for the probe along the way (about 30 are usable for the eye region)
 FINAL_PROBE_FACES = 256
 SAMPLE_SEED = 12345  # the fixed noise of every evaluation
-DIT = {"lr": SWEPT_LR["DiT-T/4 adamw"]}
-MDTV2 = {"opt": "adamw", "lr": SWEPT_LR["MDTv2-T/4 adamw"]}
+RACE_FOLDER = "data/race/relational"   # the committed race (smileys@2) and its sweep
+CLASSIC_FOLDER = "data/race/cpu"       # the race before it, on smileys-classic (lesson 08 says what changed)
+DIT = {"lr": SWEPT_LR["DiT-T/4 adamw"], **CLIP}
+MDTV2 = {"opt": "adamw", "lr": SWEPT_LR["MDTv2-T/4 adamw"], **CLIP}
 NO_MASK = {"model_args": {"mask_ratio": 0.0, "mask_ratio_jitter": 0.0}}
+# The main chain adds one ingredient per step: DiT → + Min-SNR → MDTv2's architecture → its second pass → masking.
 VARIANTS = {v.name: v for v in [
     Variant("dit", "DiT-T/4", "DiT", "baseline: AdamW, no weighting, one pass", DIT, SEEDS),
-    Variant("mdtv2", "MDTv2-T/4", "MDTv2",
-            "the tiny recipe: shortcuts, two passes, mask ratio U[0.3, 0.5), Min-SNR-5, AdamW", MDTV2, SEEDS),
+    Variant("dit_minsnr", "DiT-T/4", "DiT + Min-SNR-5", "the loss weighting (on DiT)",
+            {**DIT, "weighting": "min_snr"}, SEEDS),
+    Variant("mdtv2_one_pass", "MDTv2-T/4", "MDTv2 architecture, one pass",
+            "the architecture (long skips, dense shortcut), trained as DiT + Min-SNR is: the full pass only",
+            {**MDTV2, "masked_pass": False}, SEEDS),
     Variant("mdtv2_mask0", "MDTv2-T/4", "MDTv2, mask ratio 0",
-            "masking itself (same architecture, two passes, weighting; nothing hidden)", {**MDTV2, **NO_MASK}, SEEDS),
-    Variant("mdt", "MDT-T/4", "MDT v1", "MDT v1: masking + side-interpolater, AdamW, two passes, ratio 0.3",
-            {"lr": SWEPT_LR["MDTv2-T/4 adamw"]}),
-    Variant("dit_minsnr", "DiT-T/4", "DiT + Min-SNR-5", "the loss weighting on DiT", {**DIT, "weighting": "min_snr"},
-            (0, 1)),
-    Variant("mdtv2_adan", "MDTv2-T/4", "MDTv2 + Adan", "the official optimizer (AdamW → Adan at its own swept lr)",
-            {"opt": "adan", "lr": SWEPT_LR["MDTv2-T/4 adan"]}),
+            "the second pass (a second noise draw per image, nothing hidden)", {**MDTV2, **NO_MASK}, SEEDS),
+    Variant("mdtv2", "MDTv2-T/4", "MDTv2",
+            "masking: the tiny recipe (two passes, mask ratio U[0.3, 0.5), Min-SNR-5, AdamW)", MDTV2, SEEDS),
+    Variant("mdtv2_no_minsnr", "MDTv2-T/4", "MDTv2 without Min-SNR",
+            "the weighting with masking (MDTv2 less Min-SNR)", {**MDTV2, "weighting": "none"}, (0, 1)),
+    Variant("mdtv2_mask0_no_minsnr", "MDTv2-T/4", "MDTv2, mask ratio 0, without Min-SNR",
+            "the weighting without masking (mask ratio 0 less Min-SNR)",
+            {**MDTV2, **NO_MASK, "weighting": "none"}, (0, 1)),
+    Variant("mdt", "MDT-T/4", "MDT v1", "MDT v1: masking + side-interpolater, two passes, ratio 0.3, no weighting",
+            {"lr": SWEPT_LR["MDT-T/4 adamw"], **CLIP}, (0, 1)),
 ]}
 
 
@@ -124,7 +137,7 @@ class Evaluator:
                      **{k: round(v, 5) for k, v in score_smileys(images, labels, self.world).items()}}
             if self.grid:
                 save_grid(images[: self.grid], self.folder / f"step_{trainer.step:06d}.png", nrow=self.grid)
-            if self.probe_every and len(self.curve) % self.probe_every == 0:
+            if self.probe_every and trainer.step and len(self.curve) % self.probe_every == 0:
                 point.update(self.probe(trainer, PROBE_FACES))
             self.curve.append(point)
             if self.partial is not None:
@@ -144,11 +157,16 @@ class Evaluator:
                     **(self.probe(trainer, probe_faces) if probe_faces else {})}
 
     def probe(self, trainer, faces: int) -> dict:
-        """The missing-eye probe of the EMA model (`faces` faces drawn, a short RePaint), and its cost."""
+        """The missing-eye probe of the EMA model (`faces` faces drawn, a short RePaint) beside the painters'
+        chance line on the same faces, the follow test (both colour versions of each face), and its cost."""
         began = time.perf_counter()
         r = missing_eye_probe(trainer.ema.model, "eye", n=faces, steps="25", jump_length=5, resamples=2,
-                              world=self.world, follow=False)
-        return {"probe_eye": round(r.completed, 4), "probe_eye_ci": [round(v, 4) for v in r.completed_ci],
+                              world=self.world, follow=True)
+        rnd = lambda v: round(float(v), 4)                                                # noqa: E731
+        return {"probe_eye": rnd(r.completed), "probe_eye_ci": [rnd(v) for v in r.completed_ci],
+                "probe_chance": rnd(max(r.chance.values())) if r.chance else 0.0,
+                "probe_follow": None if r.follow is None else rnd(r.follow),
+                "probe_follow_chance": rnd(max(r.follow_chance.values())) if r.follow_chance else 0.0,
                 "probe_faces": r.faces, "probe_seconds": round(time.perf_counter() - began, 2)}
 
 
@@ -200,18 +218,20 @@ class RaceSettings:
 
     budget: float = 12.0            # calibrated training minutes per run
     batch_size: int = 32
-    eval_minutes: float = 1.0       # calibrated minutes between evaluations
+    eval_minutes: float = 1.5       # calibrated minutes between evaluations
     n: int = 256                    # samples per evaluation along the way
     n_final: int = 1024             # samples at the end (0: the curve's last point is the end)
     sample_steps: str = "ddim25"
     method: str = "ddim"
-    probe_every: int = 3            # the probe at every k-th evaluation (0: never)
+    probe_every: int = 3            # the probe at every k-th evaluation after step 0 (0: never)
     final_probe_faces: int = FINAL_PROBE_FACES
     world: str = DEFAULT_WORLD      # the smileys world raced on (records also store its version)
+    min_steps: int = 1              # a floor under every run's steps (a live race on a busy machine)
 
     def steps(self, per_step: float) -> int:
-        """The run's steps: the budget at the variant's calibrated speed."""
-        return max(1, int(60 * self.budget / per_step))
+        """The run's steps: the budget at the variant's calibrated speed, at least `min_steps` (when the floor
+        binds, that run trains longer than the budget: no longer equal time)."""
+        return max(self.min_steps, int(60 * self.budget / per_step))
 
     def every(self, per_step: float) -> int:
         """Steps between evaluations: `eval_minutes` at the variant's calibrated speed."""
@@ -219,23 +239,24 @@ class RaceSettings:
 
 
 # `mdt-teach race --preset gpu`: the paper's 256-token regime — S/2 on 32-px smileys is a 16×16 token grid, as
-# S/2 on ImageNet-256 latents — for DiT vs MDTv2 vs mask-0, one seed, about six minutes of one GPU in all. The
-# recipes are the CPU race's (swept on T/4, not on S/2) with the tiny EMA (0.999 with warm-up): the official
-# 0.9999 would barely move in a race of a few thousand steps.
+# S/2 on ImageNet-256 latents — for the main chain's five variants (DiT → + Min-SNR → MDTv2's architecture →
+# its second pass → masking), one seed, about eight minutes of one GPU in all. The recipes are the CPU race's
+# (swept on T/4, not on S/2) with the tiny EMA (0.999 with warm-up): the official 0.9999 would barely move in
+# a race of a few thousand steps.
 GPU_MODELS = {"DiT-T/4": "DiT-S/2", "MDTv2-T/4": "MDTv2-S/2"}
 GPU_RECIPE = {"ema_decay": 0.999, "ema_warmup": True, "betas": (0.9, 0.99)}
 GPU_SETTINGS = RaceSettings(budget=1.5, batch_size=64, eval_minutes=0.25, n=256, n_final=1024, probe_every=2)
 
 
 def gpu_preset(require_gpu: bool = True) -> tuple[list[Variant], RaceSettings]:
-    """The GPU race's contestants (S/2 versions of dit, mdtv2, mdtv2_mask0, seed 0) and settings; without a CUDA
-    GPU one sentence says what to run instead (tests pass require_gpu=False)."""
+    """The GPU race's contestants (S/2 versions of the main chain, seed 0) and settings; without a CUDA GPU one
+    sentence says what to run instead (tests pass require_gpu=False)."""
     if require_gpu and not detect_capabilities().cuda:
         raise ValueError("--preset gpu needs a CUDA GPU (none found); on this machine run the CPU race, "
                          "`mdt-teach race`")
-    variants = [VARIANTS[n] for n in ("dit", "mdtv2", "mdtv2_mask0")]
+    chain = [v for v in VARIANTS.values() if v.seeds == SEEDS]
     return [Variant(v.name, GPU_MODELS[v.model], v.label, v.isolates, {**v.overrides, **GPU_RECIPE}, (0,))
-            for v in variants], GPU_SETTINGS
+            for v in chain], GPU_SETTINGS
 
 
 def run_variant(v: Variant, seed: int, out: Path, work: Path, per_step: float, settings: RaceSettings,
@@ -266,7 +287,8 @@ def run_variant(v: Variant, seed: int, out: Path, work: Path, per_step: float, s
     final = evaluator.final(trainer, settings.n_final, settings.final_probe_faces) if settings.n_final else None
     for point in evaluator.curve:
         point["cal_seconds"] = round(point["step"] * per_step, 2)
-    record = {"name": v.name, "seed": seed, "label": v.label, "model": v.model, "isolates": v.isolates,
+    record = {"made_by": "mdt-teach race", "commit": repo_commit(),
+              "name": v.name, "seed": seed, "label": v.label, "model": v.model, "isolates": v.isolates,
               "world": world_version(settings.world),
               "opt": trainer.cfg.opt, "lr": trainer.cfg.lr, "weighting": trainer.cfg.weighting,
               "settings": settings.__dict__, "steps": trainer.step, "eval_every": every,
@@ -288,9 +310,9 @@ def finished(path: Path, settings: RaceSettings) -> dict:
     if world != wanted:
         raise ValueError(f"{path} was raced on {world}, not {wanted}; a race cannot mix worlds: race into another "
                          f"--out, or pass --world {world.split('@')[0]} to summarise it")
-    if _without_world(record.get("settings")) != _without_world(json.loads(json.dumps(settings.__dict__))):
-        raise ValueError(f"{path} was raced with other settings ({record.get('settings')}); delete it or race "
-                         f"with the same --budget, --batch-size and evaluation flags")
+    refuse_other_settings(path, _without_world(record.get("settings")) or {},
+                          _without_world(json.loads(json.dumps(settings.__dict__))),
+                          "delete it or race with the same --budget, --batch-size and evaluation flags")
     return record
 
 
@@ -336,10 +358,13 @@ def summarize_folder(out: Path, settings: RaceSettings, label: str = "cpu") -> d
     records = {p.stem: finished(p, settings) for p in sorted(out.glob("*_seed*.json"), key=order)}
     if not records:
         raise FileNotFoundError(f"no finished race runs in {out}: run `mdt-teach race --out {out}` first")
-    summary = summarize(records)
+    headline = headline_of(world_version(settings.world))
+    chance = max(blind_rates(settings.world).values()) if headline == "pair_agreement" else 0.0
+    summary = summarize(records, headline=headline, chance=chance)
     summary["runs"] = list(records)
     cal_path = out / "calibration.json"
-    summary.update(label=label, settings=settings.__dict__, threads=torch.get_num_threads(),
+    summary.update(made_by="mdt-teach race --summarize", commit=repo_commit(), label=label,
+                   settings=settings.__dict__, threads=torch.get_num_threads(),
                    calibration=json.loads(cal_path.read_text()) if cal_path.exists() else {},
                    finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     write_json(out / "summary.json", summary)

@@ -1,17 +1,23 @@
-"""The race's targets table: how long each variant takes to reach a score, over its seeds, and how many times
-faster than DiT that is.
+"""The race's tables: how long each variant takes to reach a score, over its seeds; how many times faster than
+DiT that is; and what each ingredient buys, as the ratio between two variants that differ by it.
 
-Targets: two-eyes 25%, 50% and 75%, and DiT's final FD-smileys (the mean over DiT's seeds of the last
-evaluation). A run reaches a target at the step where its curve first crosses it, linearly interpolated
-between the two evaluations around the crossing:
+Targets on the headline metric (pair agreement on the relational world, two-eyes on the classic one): 25%, 50%
+and 75%, and — because DiT may reach none of those — half of DiT's own final score and all of it (the mean over
+DiT's seeds of the last evaluation), when half of it is above the chance line (the best relation-blind
+painter's score); and DiT's final FD-smileys. A target that some untrained model (a step-0
+evaluation) already meets measures nothing and is left out. A run reaches a target at the step where its
+curve first crosses it, linearly interpolated between the two evaluations around the crossing:
 
     step* = s₀ + (target − v₀) / (v₁ − v₀) · (s₁ − s₀)        (v₀ short of the target at s₀, v₁ past it at s₁)
 
 and in calibrated seconds step* × (the variant's seconds per step). A run that never crosses is *censored*:
 it counts as its whole budget, and everything computed from it is a bound ("> budget" when no seed got
-there, "≥"/"≤" on a ratio). Ratios pair runs of the same seed (the same data order and initial noise):
-DiT's time / the variant's time, per seed; the table's ratio is the ratio of the mean times, with the
-per-seed ratios' range as its spread.
+there, "≥"/"≤" on a ratio). Ratios pair runs of the same seed (the same data order and initial noise), over
+the seeds both sides ran: A's time / B's time per seed, and the ratio of the mean times over those seeds,
+with the per-seed ratios' range as its spread. The contrasts (CONTRASTS) are computed over the seeds their
+whole group shares, so that contrasts of one group are compared over one seed set; along the main chain
+(DiT → + Min-SNR → architecture → second pass → masking) the ratios multiply to DiT → MDTv2, and each
+ingredient's share of the speed-up is log(its ratio) / log(the product).
 """
 from __future__ import annotations
 
@@ -19,9 +25,29 @@ import math
 
 import numpy as np
 
-TWO_EYES_TARGETS = (0.25, 0.5, 0.75)
-FINAL_KEYS = ("two_eyes", "fd_smileys", "funnel_face_found", "funnel_two_eyes", "funnel_passed", "probe_eye")
+TARGET_LEVELS = (0.25, 0.5, 0.75)
+FINAL_KEYS = ("pair_agreement", "two_eyes", "fd_smileys", "funnel_face_found", "funnel_two_eyes", "funnel_passed",
+              "probe_eye", "probe_chance", "probe_follow")
 BASELINE = "dit"
+HEADLINES = {"smileys-classic": "two_eyes"}       # the headline metric of a world (default: pair_agreement)
+CHAIN = ("dit", "dit_minsnr", "mdtv2_one_pass", "mdtv2_mask0", "mdtv2")
+SQUARE = ("mdtv2_mask0_no_minsnr", "mdtv2_no_minsnr", "mdtv2_mask0", "mdtv2")    # masking × weighting
+CONTRASTS = {  # name → (from, to, what the change isolates, the group whose shared seeds it is computed over)
+    "weighting": ("dit", "dit_minsnr", "Min-SNR-5 (on DiT)", CHAIN),
+    "architecture": ("dit_minsnr", "mdtv2_one_pass", "MDTv2's architecture (one pass, Min-SNR both)", CHAIN),
+    "second_pass": ("mdtv2_one_pass", "mdtv2_mask0", "the second pass (nothing hidden)", CHAIN),
+    "masking": ("mdtv2_mask0", "mdtv2", "masking (with Min-SNR)", CHAIN),
+    "masking_without_minsnr": ("mdtv2_mask0_no_minsnr", "mdtv2_no_minsnr", "masking (without Min-SNR)", SQUARE),
+    "masking_with_minsnr": ("mdtv2_mask0", "mdtv2", "masking (with Min-SNR)", SQUARE),
+    "minsnr_without_masking": ("mdtv2_mask0_no_minsnr", "mdtv2_mask0", "Min-SNR (mask ratio 0)", SQUARE),
+    "minsnr_with_masking": ("mdtv2_no_minsnr", "mdtv2", "Min-SNR (with masking)", SQUARE),
+    "mdt_v1_to_v2": ("mdt", "mdtv2", "MDT v1 → MDTv2 (shortcuts, ratio, Min-SNR)", ("mdt", "mdtv2")),
+}
+
+
+def headline_of(world: str | None) -> str:
+    """The metric a race on `world` (e.g. "smileys@2") is headed by."""
+    return HEADLINES.get((world or "smileys-classic@1").split("@")[0], "pair_agreement")
 
 
 def crossing(curve: list[dict], key: str, target: float, higher: bool = True) -> float | None:
@@ -66,76 +92,121 @@ def ratio(base: float, base_censored: bool, other: float, other_censored: bool) 
 
 
 def target_row(runs: dict[int, dict], base_runs: dict[int, dict], key: str, target: float, higher: bool) -> dict:
-    """Times to one target over a variant's seeds, and the ratios to the baseline of the same seeds."""
+    """Times to one target over a variant's seeds, and the ratios base / variant over the seeds both ran."""
     times = {s: time_to(r, key, target, higher) for s, r in sorted(runs.items())}
     base = {s: time_to(r, key, target, higher) for s, r in sorted(base_runs.items())}
+    shared = [s for s in times if s in base]
     row = {"reached": sum(not t["censored"] for t in times.values()), "runs": len(times)}
     for axis in ("steps", "seconds"):
         row[axis] = spread([t[axis] for t in times.values()])
-        paired = [ratio(base[s][axis], base[s]["censored"], t[axis], t["censored"])
-                  for s, t in times.items() if s in base]
-        exact = [p["value"] for p in paired if p is not None and p["value"] is not None]
-        mean_base = np.mean([base[s][axis] for s in times if s in base]) if any(s in base for s in times) else None
-        mean_self = np.mean([t[axis] for t in times.values()])
-        agg = None if mean_base is None else ratio(
-            mean_base, any(base[s]["censored"] for s in times if s in base), mean_self,
-            any(t["censored"] for t in times.values()))
-        row[f"speedup_{axis}"] = None if agg is None else {
-            **agg, "min": min(exact) if exact else None, "max": max(exact) if exact else None, "per_seed": paired}
+        row[f"speedup_{axis}"] = paired_ratio([base[s] for s in shared], [times[s] for s in shared], axis)
     return row
 
 
-def targets(records: dict[str, dict], baseline: str = BASELINE) -> dict[str, tuple[str, float, bool]]:
-    """The targets: name → (metric, value, higher is better)."""
-    out = {f"two_eyes_{round(100 * t)}": ("two_eyes", t, True) for t in TWO_EYES_TARGETS}
-    base_fd = [r["curve"][-1]["fd_smileys"] for r in records.values() if r["name"] == baseline]
-    if base_fd:
-        out["fd_dit_final"] = ("fd_smileys", round(float(np.mean(base_fd)), 4), False)
-    return out
+def paired_ratio(before: list[dict], after: list[dict], axis: str) -> dict | None:
+    """before / after for runs paired by seed (lists in seed order): the ratio of the mean times with its bound,
+    the per-seed ratios and their range; None without a pair."""
+    if not before:
+        return None
+    agg = ratio(float(np.mean([b[axis] for b in before])), any(b["censored"] for b in before),
+                float(np.mean([a[axis] for a in after])), any(a["censored"] for a in after))
+    paired = [ratio(b[axis], b["censored"], a[axis], a["censored"]) for b, a in zip(before, after)]
+    exact = [p["value"] for p in paired if p is not None and p["value"] is not None]
+    return None if agg is None else {**agg, "min": min(exact) if exact else None,
+                                     "max": max(exact) if exact else None, "per_seed": paired}
 
 
-def summarize(records: dict[str, dict], baseline: str = BASELINE) -> dict:
-    """The targets table over every finished (variant, seed) record (keyed by file stem)."""
+def targets(records: dict[str, dict], baseline: str = BASELINE, headline: str = "pair_agreement",
+            chance: float = 0.0) -> dict[str, tuple[str, float, bool]]:
+    """The targets: name → (metric, value, higher is better). DiT's own levels only when its final score is
+    above `chance`, the relation-blind painters' score: below it they would measure nothing."""
+    out = {f"{headline}_{round(100 * t)}": (headline, t, True) for t in TARGET_LEVELS}
+    base = [r["curve"][-1] for r in records.values() if r["name"] == baseline]
+    if base and headline != "two_eyes":    # the classic race's table had none (DiT reached its two-eyes levels)
+        final = round(float(np.mean([p[headline] for p in base])), 4)
+        if final / 2 > chance:
+            out[f"{headline}_dit_half"] = (headline, round(final / 2, 4), True)
+            out[f"{headline}_dit_final"] = (headline, final, True)
+    if base:
+        out["fd_dit_final"] = ("fd_smileys", round(float(np.mean([p["fd_smileys"] for p in base])), 4), False)
+    return {k: g for k, g in out.items() if not met_at_start(records, *g)}
+
+
+def met_at_start(records: dict[str, dict], key: str, target: float, higher: bool) -> bool:
+    """True when some run's untrained model (its step-0 evaluation) already meets the target: such a target
+    measures nothing (e.g. DiT's final FD after a few seconds of a live race), and is left out."""
+    starts = [r["curve"][0].get(key) for r in records.values() if r["curve"] and r["curve"][0]["step"] == 0]
+    return any(v is not None and ((v >= target) if higher else (v <= target)) for v in starts)
+
+
+def summarize(records: dict[str, dict], baseline: str = BASELINE, headline: str = "pair_agreement",
+              chance: float = 0.0) -> dict:
+    """The targets table and the contrasts over every finished (variant, seed) record (keyed by file stem);
+    `chance`: the headline score of the best relation-blind painter (free samples), stored beside it."""
     by_variant: dict[str, dict[int, dict]] = {}
     for rec in records.values():
         by_variant.setdefault(rec["name"], {})[rec["seed"]] = rec
     base_runs = by_variant.get(baseline, {})
-    goals = targets(records, baseline)
-    out = {"baseline": baseline, "targets": {k: {"metric": m, "value": v} for k, (m, v, _) in goals.items()},
+    goals = targets(records, baseline, headline, chance)
+    out = {"baseline": baseline, "headline": headline, "chance_line": chance,
+           "targets": {k: {"metric": m, "value": v} for k, (m, v, _) in goals.items()},
            "interpolation": "linear in steps between the evaluations around the first crossing",
            "compute_hours": round(sum(r.get("wall_seconds", 0.0) for r in records.values()) / 3600, 2),
            "models": {}}
     for name, runs in by_variant.items():
         first = next(iter(runs.values()))
-        finals = {k: spread([(r.get("final") or r["curve"][-1]).get(k) for r in runs.values()]) for k in FINAL_KEYS}
+        ends = [r.get("final") or r["curve"][-1] for r in runs.values()]
+        finals = {k: spread([e.get(k) for e in ends]) for k in FINAL_KEYS if any(k in e for e in ends)}
         out["models"][name] = {
             "label": first["label"], "isolates": first["isolates"], "model": first["model"], "opt": first["opt"],
             "lr": first["lr"], "weighting": first["weighting"], "seeds": sorted(runs),
             "steps": first["steps"], "cal_seconds_per_step": first["cal_seconds_per_step"], "final": finals,
             "targets": {k: target_row(runs, base_runs, m, v, hi) for k, (m, v, hi) in goals.items()}}
-    out["ablation"] = ablation(out["models"])
+    out["contrasts"] = contrasts(by_variant, goals, headline)
+    out["chain_shares"] = chain_shares(out["contrasts"])
     return out
 
 
-def ablation(models: dict) -> dict:
-    """What the mask-0 variant attributes to masking itself, per target and axis: masking's own speed-up
-    (mask-0's mean time / MDTv2's), the rest (DiT's / mask-0's), their product MDTv2's total, and masking's
-    share of it in log terms, log(masking) / log(total). Each factor needs both of its runs to reach the
-    target in every seed (else None); the share needs all three, and MDTv2 faster than DiT."""
-    if not {"dit", "mdtv2", "mdtv2_mask0"} <= set(models):
+def contrasts(by_variant: dict[str, dict[int, dict]], goals: dict, headline: str) -> dict:
+    """Each contrast of CONTRASTS whose group ran: over the seeds the whole group shares, the paired speed-up
+    (before's time / after's) to every target on both axes, and the paired change in the final scores."""
+    out = {}
+    for name, (before, after, what, group) in CONTRASTS.items():
+        if not all(g in by_variant for g in group) or before not in by_variant or after not in by_variant:
+            continue
+        seeds = sorted(set.intersection(*(set(by_variant[g]) for g in group)))
+        if not seeds:
+            continue
+        b, a = [by_variant[before][s] for s in seeds], [by_variant[after][s] for s in seeds]
+        row = {"from": before, "to": after, "isolates": what, "seeds": seeds, "targets": {}, "final_change": {}}
+        for target, (metric, value, higher) in goals.items():
+            tb, ta = [time_to(r, metric, value, higher) for r in b], [time_to(r, metric, value, higher) for r in a]
+            row["targets"][target] = {axis: paired_ratio(tb, ta, axis) for axis in ("steps", "seconds")}
+        for key in (headline, "fd_smileys", "probe_eye", "probe_follow"):
+            pairs = [((x.get("final") or x["curve"][-1]).get(key), (y.get("final") or y["curve"][-1]).get(key))
+                     for x, y in zip(b, a)]
+            if all(p is not None and q is not None for p, q in pairs):
+                row["final_change"][key] = spread([q - p for p, q in pairs])
+        out[name] = row
+    return out
+
+
+def chain_shares(rows: dict) -> dict:
+    """Per target and axis, each main-chain ingredient's speed-up and its share of their product in log terms;
+    None where a step's ratio is a bound (some run never reached the target) or the product is not > 1."""
+    steps = ("weighting", "architecture", "second_pass", "masking")
+    if not all(s in rows for s in steps):
         return {}
     out = {}
-    for target in models["mdtv2"]["targets"]:
-        rows = {n: models[n]["targets"][target] for n in ("dit", "mdtv2", "mdtv2_mask0")}
+    for target in rows["masking"]["targets"]:
         out[target] = {}
         for axis in ("steps", "seconds"):
-            t = {n: r[axis]["mean"] if r["reached"] == r["runs"] else None for n, r in rows.items()}
-            factor = lambda a, b: round(t[a] / t[b], 3) if t[a] and t[b] else None   # noqa: E731
-            total, masking = factor("dit", "mdtv2"), factor("mdtv2_mask0", "mdtv2")
-            share = (round(math.log(masking) / math.log(total), 3)
-                     if total and masking and total > 1 else None)
-            out[target][axis] = {"masking": masking, "rest": factor("dit", "mdtv2_mask0"), "total": total,
-                                 "masking_share": share}
+            r = {s: rows[s]["targets"][target][axis] for s in steps}
+            exact = {s: v["value"] if v and v["bound"] == "=" else None for s, v in r.items()}
+            total = math.prod(exact.values()) if all(exact.values()) else None
+            out[target][axis] = {"total": None if total is None else round(total, 3), **{
+                s: {"ratio": exact[s], "share": round(math.log(exact[s]) / math.log(total), 3)
+                    if total and total > 1 else None} for s in steps}}
     return out
 
 
@@ -168,33 +239,46 @@ def fmt_ratio(r: dict | None) -> str:
 def format_table(summary: dict) -> str:
     """Plain-text tables for the terminal and the notes: the finals, then each target."""
     models = summary.get("models", {})
-    lines = [f"{'model':22s} {'seeds':>5s} {'steps':>6s} {'two-eyes':>13s} {'FD-smileys':>13s} {'probe':>11s}"]
-    def pm(s: dict, pct: bool) -> str:
-        """mean ± std over seeds (the mean alone for one seed)."""
-        if s["mean"] is None:
+    head = summary.get("headline", "two_eyes")
+    lines = [f"{'model':38s} {'seeds':>5s} {'steps':>6s} {head.replace('_', ' '):>15s} {'FD-smileys':>13s} "
+             f"{'probe':>13s}"]
+    def pm(s: dict | None, pct: bool) -> str:
+        """mean ± std over seeds (the mean alone for one seed); — for a score no run has."""
+        if s is None or s["mean"] is None:
             return "—"
         f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.2f}")                      # noqa: E731
         return f(s["mean"]) + (f" ± {f(s['std'])}" if len(s["per_seed"]) > 1 else "")
 
     for row in models.values():
         f = row["final"]
-        lines.append(f"{row['label']:22s} {len(row['seeds']):5d} {row['steps']:6d} {pm(f['two_eyes'], True):>13s} "
-                     f"{pm(f['fd_smileys'], False):>13s} {pm(f['probe_eye'], True):>11s}")
+        lines.append(f"{row['label']:38s} {len(row['seeds']):5d} {row['steps']:6d} {pm(f.get(head), True):>15s} "
+                     f"{pm(f.get('fd_smileys'), False):>13s} {pm(f.get('probe_eye'), True):>13s}")
     for target, goal in summary.get("targets", {}).items():
         lines.append(f"\ntarget {target}: {target_title(goal)}")
-        lines.append(f"{'model':22s} {'steps':>16s} {'×steps':>18s} {'time':>18s} {'×time':>18s}")
+        lines.append(f"{'model':38s} {'steps':>16s} {'×steps':>18s} {'time':>18s} {'×time':>18s}")
         for row in models.values():
             t = row["targets"][target]
-            lines.append(f"{row['label']:22s} {fmt_time(t, 'steps'):>16s} {fmt_ratio(t['speedup_steps']):>18s} "
+            lines.append(f"{row['label']:38s} {fmt_time(t, 'steps'):>16s} {fmt_ratio(t['speedup_steps']):>18s} "
                          f"{fmt_time(t, 'seconds'):>18s} {fmt_ratio(t['speedup_seconds']):>18s}")
+    names = [t for t, g in summary.get("targets", {}).items() if g["metric"] != "fd_smileys"]
+    if summary.get("contrasts"):
+        lines.append("\ncontrasts (before's time / after's, paired by seed; steps | calibrated time):")
+        for c in summary["contrasts"].values():
+            lines.append(f"  {c['from']} → {c['to']} ({c['isolates']}; seeds {','.join(map(str, c['seeds']))})")
+            for t in names:
+                r = c["targets"][t]
+                lines.append(f"    {target_title(summary['targets'][t]):28s} {fmt_ratio(r['steps']):>18s} "
+                             f"{fmt_ratio(r['seconds']):>18s}")
     return "\n".join(lines)
 
 
 def target_title(goal: dict) -> str:
-    """"two-eyes ≥ 50%" or "FD-smileys ≤ 29.7" for a target of the summary."""
-    if goal["metric"] == "two_eyes":
-        return f"two-eyes ≥ {goal['value']:.0%}"
-    return f"FD-smileys ≤ {goal['value']:.1f}"
+    """"pair agreement ≥ 50%", "two-eyes ≥ 50%" or "FD-smileys ≤ 29.7" for a target of the summary."""
+    if goal["metric"] == "fd_smileys":
+        return f"FD-smileys ≤ {goal['value']:.1f}"
+    name = {"two_eyes": "two-eyes", "pair_agreement": "pair agreement"}[goal["metric"]]
+    return f"{name} ≥ {goal['value']:.1%}" if round(100 * goal["value"]) != 100 * goal["value"] \
+        else f"{name} ≥ {goal['value']:.0%}"
 
 
 def markdown_table(summary: dict, axis: str = "seconds") -> str:

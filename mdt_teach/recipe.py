@@ -16,8 +16,9 @@ import torch
 from .config import RunConfig
 from .data import WORLDS, world_version
 from .diffusion import LOSS_WEIGHTINGS
-from .models import MODEL_PRESETS
+from .model_config import MODEL_PRESETS
 from .optim import Adan
+from .same_settings import refuse_other_settings
 from .sampling import METHODS, space_timesteps
 
 MAIN_JOB_STEPS = 1000   # `mdt-teach train` without --steps or --minutes: ~8 min of training + the final evaluation
@@ -54,6 +55,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float | None = None
     weighting: str | None = None      # none | min_snr | soft_min_snr | p2
+    masked_pass: bool = True          # MDT models: add the masked pass (False: the full pass only, as DiT)
     ema_decay: float | None = None
     ema_warmup: bool | None = None    # decay_k = min(decay, (1 + k)/(10 + k))
     warmup_steps: int = 0             # linear lr warm-up (official: none)
@@ -62,7 +64,7 @@ class TrainConfig:
     compile: bool = False
     zero: bool = False                # shard optimizer state (ZeroRedundancyOptimizer)
     deterministic: bool = False       # deterministic CUDA kernels (docs/reproducibility.md); the CPU always is
-    ckpt_every: int = 500
+    ckpt_every: int | None = None     # None: the profile's (500; full: 10,000, as the official run)
     keep: int = 3
     sample_every: int = 500           # EMA sample grid every k steps (0: only at the end)
     eval_every: int = 0               # smileys: two-eyes + FD every k steps (0: only at the end)
@@ -109,7 +111,8 @@ def resolve(cfg: TrainConfig, run: RunConfig) -> TrainConfig:
     dtype = DTYPE_NAMES.get(cfg.dtype, cfg.dtype) if cfg.dtype else run.dtype
     batch = run.batch_size if cfg.batch_size is None else cfg.batch_size
     world = world_version(cfg.data) if cfg.data in WORLDS else None
-    cfg = replace(cfg, model=model, batch_size=batch, dtype=dtype, world=world, **filled)
+    ckpt_every = run.ckpt_every if cfg.ckpt_every is None else cfg.ckpt_every
+    cfg = replace(cfg, model=model, batch_size=batch, dtype=dtype, world=world, ckpt_every=ckpt_every, **filled)
     if cfg.steps is None and cfg.minutes is None:
         cfg = replace(cfg, steps=MAIN_JOB_STEPS)
     return cfg
@@ -154,6 +157,8 @@ def validate(cfg: TrainConfig, world_size: int = 1) -> None:
     space_timesteps(1000, cfg.sample_steps)   # a bad --sample-steps fails now, not at the first grid
     if not (cfg.ema_decay is None or 0 <= cfg.ema_decay < 1):
         raise ValueError(f"EMA decay {cfg.ema_decay} must lie in [0, 1)")
+    if not cfg.masked_pass and MODEL_PRESETS[cfg.model]["family"] == "DiT":
+        raise ValueError(f"{cfg.model} has no masked pass to switch off; masked_pass=False is for MDT models")
 
 
 def config_from_dict(saved: dict) -> TrainConfig:
@@ -180,15 +185,14 @@ def check_same_world(saved: TrainConfig, out: str) -> None:
 def merge_for_resume(given: TrainConfig, saved: TrainConfig, out: str) -> TrainConfig:
     """On resume the run's saved config holds; only RESUME_KEEPS and (when given) RESUME_OVERRIDES change."""
     defaults = TrainConfig()
-    for f in fields(TrainConfig):
-        value = getattr(given, f.name)
-        if f.name in RESUME_KEEPS + RESUME_OVERRIDES:
-            continue
-        if value != getattr(defaults, f.name) and value != getattr(saved, f.name):
-            raise ValueError(f"{out} was trained with {f.name}={getattr(saved, f.name)!r}, not {value!r}; "
-                             "drop that flag to resume, or start a new run with another --out")
+    asked = {f.name: getattr(given, f.name) for f in fields(TrainConfig)            # what the command line set
+             if f.name not in RESUME_KEEPS + RESUME_OVERRIDES and getattr(given, f.name) != getattr(defaults, f.name)}
+    refuse_other_settings(out, {k: getattr(saved, k) for k in asked}, asked,
+                          "drop those flags to resume, or start a new run with another --out")
     check_same_world(saved, out)
     keep = {k: getattr(given, k) for k in RESUME_KEEPS}
+    if keep["ckpt_every"] is None:                      # not given: the run's own cadence
+        keep["ckpt_every"] = saved.ckpt_every
     keep.update({k: getattr(given, k) for k in RESUME_OVERRIDES if getattr(given, k) is not None})
     if given.steps is None and given.minutes is None:  # no new budget: the run's own target
         keep.update(steps=saved.steps, minutes=saved.minutes)

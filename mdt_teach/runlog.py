@@ -26,7 +26,7 @@ from .metrics import score_smileys, two_eyes
 from .painters import blind_rates
 from .smileys import WORLDS
 from .sampling import generate
-from .viz.images import save_grid
+from .images import save_grid
 
 GRID_SCALE = 4   # a 32 px face becomes 128 px in the saved grids (nearest neighbour: no blur)
 

@@ -1,5 +1,5 @@
-"""Sampling: timestep respacing, ancestral DDPM with learned variance, DDIM, and classifier-free guidance
-with MDT's power-cosine scale schedule. Official sources, under `masked_diffusion/`: `respace.py`,
+"""Sampling: timestep respacing, ancestral DDPM with learned variance, DDIM, guided by classifier-free guidance
+(`guidance.py`, MDT's power-cosine scale schedule). Official sources, under `masked_diffusion/`: `respace.py`,
 `gaussian_diffusion.py: p_sample_loop, ddim_sample_loop` and `models.py: MDTv2.forward_with_cfg`.
 
 The model always receives the ORIGINAL timestep index (0..999) as an integer tensor, also when sampling
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .diffusion import GaussianDiffusion, extract, randn
+from .guidance import cfg_forward
 
 METHODS = ("ddpm", "ddim")
 
@@ -27,6 +28,15 @@ PRESETS = {
     "demo": dict(steps="250", method="ddpm", cfg_scale=4.0, scale_pow=0.01, vae_decoder="mse", seed=1,
                  labels="19,23,106,108,278,282"),
 }
+# DiT's own settings where they differ: constant guidance (pow 0, DiT `models.py: forward_with_cfg`) and, for
+# FID, cfg 1.5 (the FID-50K of DiT-XL/2-G, arXiv 2212.09748; DiT `sample_ddp.py`: --cfg-scale 1.5).
+DIT_PRESETS = {"fid": dict(cfg_scale=1.5, scale_pow=0.0), "demo": dict(scale_pow=0.0)}
+
+
+def preset(name: str | None, family: str | None = None) -> dict:
+    """The official settings `name` (PRESETS; {} for None) for a model family: DiT's own where they differ."""
+    own = DIT_PRESETS.get(name or "", {}) if family == "DiT" else {}
+    return {**PRESETS.get(name or "", {}), **own}
 
 
 def default_scale_pow(model) -> float:
@@ -123,51 +133,6 @@ def respace(diffusion: GaussianDiffusion, steps) -> GaussianDiffusion:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Classifier-free guidance with the power-cosine schedule
-# ---------------------------------------------------------------------------------------------------
-
-def _power_cos_scale(t, cfg_scale: float, scale_pow: float, num_timesteps: int):
-    """w_eff(t) = 1 + (w − 1)·(1 − cos(π(1 − t/T)^s))/2, no checks (tensor or float)."""
-    if isinstance(t, torch.Tensor):
-        step = (1 - torch.cos((1 - t / num_timesteps) ** scale_pow * math.pi)) / 2
-    else:
-        step = (1 - np.cos((1 - np.asarray(t) / num_timesteps) ** scale_pow * math.pi)) / 2
-    return 1 + (cfg_scale - 1) * step
-
-
-def cfg_scale_at(t, cfg_scale: float, scale_pow: float = 4.0, T: int = 1000):
-    """Guidance weight at original timestep t (MDT's power-cosine CFG, official `MDTv2.forward_with_cfg`):
-    w_eff(t) = 1 + (w − 1)·(1 − cos(π·(1 − t/T)^s))/2, so w_eff(T−1) ≈ 1 and w_eff(0) = w."""
-    values = np.asarray(t.cpu() if isinstance(t, torch.Tensor) else t)
-    if values.size and (values.min() < 0 or values.max() > T - 1):
-        raise ValueError(f"timestep out of range: got values in [{values.min()}, {values.max()}], allowed 0..{T - 1}")
-    scale = _power_cos_scale(t, cfg_scale, scale_pow, T)
-    return float(scale) if np.ndim(scale) == 0 and not isinstance(scale, torch.Tensor) else scale
-
-
-def combine_cfg(model_out: torch.Tensor, t: torch.Tensor, cfg_scale: float, scale_pow: float = 4.0,
-                guided_channels: int = 3, T: int = 1000) -> torch.Tensor:
-    """Guide the doubled batch [cond; uncond]: ε_u + w_eff(t)(ε_c − ε_u) on the first `guided_channels`
-    channels, written to both halves; the other channels keep their raw values (official DiT/MDT quirk)."""
-    half = model_out.shape[0] // 2
-    guided, rest = model_out[:, :guided_channels], model_out[:, guided_channels:]
-    cond, uncond = guided[:half], guided[half:]  # (B, g, H, W) each
-    w = _power_cos_scale(t[:half].float(), cfg_scale, scale_pow, T)  # (B,)
-    w = w.view(-1, 1, 1, 1).to(model_out.dtype)  # (B, 1, 1, 1)
-    mixed = uncond + w * (cond - uncond)  # (B, g, H, W)
-    return torch.cat([torch.cat([mixed, mixed], dim=0), rest], dim=1)  # (2B, C_out, H, W)
-
-
-def cfg_forward(model, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, cfg_scale: float,
-                scale_pow: float = 4.0, guided_channels: int | None = 3, T: int = 1000) -> torch.Tensor:
-    """`forward_with_cfg` for a model that lacks one: run [x_half; x_half] with labels [y; null], then guide."""
-    half = x[: x.shape[0] // 2]
-    out = model(torch.cat([half, half], dim=0), t, y)  # (2B, C_out, H, W)
-    channels = model.in_channels if guided_channels is None else guided_channels  # None: guide every ε channel
-    return combine_cfg(out, t, cfg_scale, scale_pow, channels, T)
-
-
-# ---------------------------------------------------------------------------------------------------
 # One reverse step
 # ---------------------------------------------------------------------------------------------------
 
@@ -179,7 +144,7 @@ def _nonzero(i: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def ddpm_step(diffusion: GaussianDiffusion, model_out, x: torch.Tensor, i: torch.Tensor, noise: torch.Tensor,
               clip_denoised: bool = False):
     """Ancestral step x_{i−1} = μ + σ·z with the learned variance; returns (x_prev, pred_x0) (ADM `p_sample`)."""
-    p = diffusion._p_mean_variance(model_out, x, i, clip_denoised)
+    p = diffusion.p_mean_variance(model_out, x, i, clip_denoised)
     return p["mean"] + _nonzero(i, x) * torch.exp(0.5 * p["log_variance"]) * noise, p["pred_x0"]
 
 
@@ -187,8 +152,8 @@ def ddim_step(diffusion: GaussianDiffusion, model_out, x: torch.Tensor, i: torch
               eta: float = 0.0, clip_denoised: bool = False):
     """DDIM step (Song et al. 2021, eq. 12): x_{i−1} = √ᾱ'·x̂_0 + √(1−ᾱ'−σ²)·ε + σ·z,
     σ = η·√((1−ᾱ')/(1−ᾱ))·√(1−ᾱ/ᾱ'); ε is re-derived from x̂_0 as in ADM `ddim_sample`."""
-    p = diffusion._p_mean_variance(model_out, x, i, clip_denoised)
-    eps = diffusion._eps_from_x0(x, i, p["pred_x0"])
+    p = diffusion.p_mean_variance(model_out, x, i, clip_denoised)
+    eps = diffusion.predict_eps_from_x0(x, i, p["pred_x0"])
     alpha_bar = extract(diffusion.alphas_cumprod, i, x.shape)  # (B, 1, 1, 1)
     alpha_bar_prev = extract(diffusion.alphas_cumprod_prev, i, x.shape)  # (B, 1, 1, 1)
     sigma = eta * torch.sqrt((1 - alpha_bar_prev) / (1 - alpha_bar)) * torch.sqrt(1 - alpha_bar / alpha_bar_prev)

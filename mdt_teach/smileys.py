@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .seeds import GOLDEN, splitmix64
+
 SMILEY_CLASSES = ("smile", "frown", "surprised", "neutral")
 SMILEY_SIZE = 32
 WORLD_VERSIONS = {"smileys": 2, "smileys-varied": 2, "smileys-classic": 1}
@@ -41,8 +43,6 @@ EYE_GAP_X = (1.0, 3.5)      # eye centre x = ± (radius + gap): half the gap bet
 EYE_GAP_Y = (0.3, 3.0)      # eye centre y = − (radius + gap): the eye's lowest point is this far above cy
 EYE_ROOM = 9.5              # eye centre distance + radius ≤ this: 1.5 px of skin inside the smallest face
 
-_MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _EYE_STREAM = 3             # the eyes' own random numbers: independent of every other field by construction
 _EYE_TRIES = 8              # candidate eye draws per face; the first that fits in the face is kept
 
@@ -62,20 +62,12 @@ def check_world(world: str) -> str:
 # ----------------------------------------------------------------------------------------------
 # Counter-based random numbers: uniform(seed, index, field), vectorised
 # ----------------------------------------------------------------------------------------------
-def _splitmix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic): a good 64-bit mixing hash."""
-    z = x + _GOLDEN
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return z ^ (z >> np.uint64(31))
-
-
 def uniforms(seed: int, indices: np.ndarray, num_fields: int, stream: int = 0) -> np.ndarray:
     """U[0, 1) numbers of shape (n, num_fields), a pure function of (seed, stream, index, field)."""
-    key = _splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ np.uint64(stream))
-    per_image = _splitmix64(key ^ (np.asarray(indices).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))
-    fields = np.arange(num_fields, dtype=np.uint64) * _GOLDEN
-    bits = _splitmix64(per_image[:, None] + fields[None, :])          # (n, F)
+    key = splitmix64(np.array([seed & 0xFFFFFFFFFFFFFFFF], dtype=np.uint64) ^ np.uint64(stream))
+    per_image = splitmix64(key ^ (np.asarray(indices).astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)))
+    fields = np.arange(num_fields, dtype=np.uint64) * GOLDEN
+    bits = splitmix64(per_image[:, None] + fields[None, :])          # (n, F)
     return (bits >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
 
 

@@ -1,17 +1,21 @@
-"""The race's learning-rate sweep: every contestant gets its best lr by one rule, declared before it runs.
+"""The race's learning-rate sweep: every model family gets its best lr by one rule, declared before it runs.
 
-A race is only fair when each model trains at a learning rate that suits it. The sweep trains each
-(model, optimizer) group at three learning rates for the same short budget — equal steps within a
-group (one preset, one speed), equal calibrated wall-clock across groups — on the same data order and
-seed, and scores each run's EMA model once at the end with the race's fixed sampler and noise.
+A race is only fair when each model trains at a learning rate that suits it. The sweep trains each model
+family (DiT, MDT v1, MDTv2: each with its own recipe, clipping at 1 as in the whole race) at three learning
+rates for the same short budget — equal steps within a family (one preset, one speed), equal calibrated
+wall-clock across families — on the same data order and seed, and scores each run's EMA model once at the
+end with the race's fixed sampler and noise. A race variant trains at its family's lr (DiT + Min-SNR at
+DiT's, every MDTv2 ablation at MDTv2's): one sweep per family, not per variant.
 
-    SWEEP_RULE: the lowest FD-smileys of the final evaluation wins; a tie (within 0.5) goes to the
-    higher two-eyes score, then to the smaller lr. A winner at the edge of its grid is not trusted:
-    the grid is extended by a factor 2 past that edge (at most EXTEND times) until the winner is inside.
+    SWEEP_RULE: the highest pair agreement (the relational world's headline metric) of the final
+    evaluation wins; runs within 0.03 of the best are tied, and a tie goes to the lowest FD-smileys, then
+    to the smaller lr. A winner at the edge of its grid is not trusted: the grid is extended by a factor 2
+    past that edge (at most EXTEND times) until the winner is inside.
 
-The rule uses FD-smileys because after a few minutes DiT draws two eyes on ~1% of samples, so the
-two-eyes score cannot rank its learning rates; FD responds earlier. Results: `<out>/sweep/<run>.json`
-(resumable: a finished run is skipped) and `<out>/sweep/summary.json` (every run, the winners, the rule).
+Pair agreement is what the race is about, but a model that has not learnt the pair yet scores at its floor
+on every lr; the tie then falls to FD-smileys, which responds earlier. The classic world's sweep (FD first,
+then two-eyes) is kept in data/race/cpu/sweep. Results: `<out>/sweep/<run>.json` (resumable: a finished run
+is skipped) and `<out>/sweep/summary.json` (every run, the winners, the rule).
 """
 from __future__ import annotations
 
@@ -19,17 +23,19 @@ import json
 from pathlib import Path
 
 from .checkpoint import write_json
-from .race import RaceSettings, Variant, calibrate, run_variant
+from .data import DEFAULT_WORLD, world_version
+from .race import CLIP, RaceSettings, Variant, calibrate, run_variant
+from .resources import repo_commit
 
 SWEEP = {  # (preset, optimizer) → the learning rates tried; the tiny recipe supplies everything else
-    ("DiT-T/4", "adamw"): (5e-4, 1e-3, 2e-3),
-    ("MDTv2-T/4", "adamw"): (1e-3, 2e-3, 4e-3),
-    ("MDTv2-T/4", "adan"): (5e-4, 1e-3, 2e-3),
+    ("DiT-T/4", "adamw"): (1e-3, 2e-3, 4e-3),
+    ("MDT-T/4", "adamw"): (1e-3, 2e-3, 4e-3),
+    ("MDTv2-T/4", "adamw"): (2e-3, 4e-3, 8e-3),
 }
-SWEEP_RULE = ("lowest FD-smileys of the final evaluation (EMA model, fixed sampler and noise); within 0.5 "
-              "the higher two-eyes score, then the smaller lr; a winner at the grid's edge extends the grid by "
-              "a factor 2 past that edge (at most twice)")
-TIE = 0.5
+SWEEP_RULE = ("highest pair agreement of the final evaluation (EMA model, fixed sampler and noise); within 0.03 "
+              "the lower FD-smileys, then the smaller lr; a winner at the grid's edge extends the grid by a "
+              "factor 2 past that edge (at most twice)")
+TIE = 0.03   # pair agreement: runs this close to the best are tied (about 1.5 standard errors at 512 samples)
 EXTEND = 2   # at most this many extra learning rates per group, past an edge the winner sits on
 
 
@@ -42,7 +48,7 @@ def sweep_variant(model: str, opt: str, lr: float, model_args: dict | None = Non
     """One sweep run: the tiny recipe of `model` with optimizer `opt` at learning rate `lr`."""
     extra = {"model_args": dict(model_args)} if model_args else {}
     return Variant(f"{model.split('-')[0].lower()}_{opt}_lr{lr:g}", model, f"{model} {opt} lr {lr:g}",
-                   "learning-rate sweep", {"opt": opt, "lr": lr, **extra})
+                   "learning-rate sweep", {"opt": opt, "lr": lr, **CLIP, **extra})
 
 
 def next_lr(records: list[dict], extended: int) -> float | None:
@@ -58,9 +64,9 @@ def next_lr(records: list[dict], extended: int) -> float | None:
 def winner(records: list[dict]) -> dict:
     """The run SWEEP_RULE picks among one group's records."""
     final = lambda r: r["curve"][-1]                                                   # noqa: E731
-    best_fd = min(final(r)["fd_smileys"] for r in records)
-    close = [r for r in records if final(r)["fd_smileys"] <= best_fd + TIE]
-    return min(close, key=lambda r: (-final(r)["two_eyes"], r["lr"]))
+    best = max(final(r)["pair_agreement"] for r in records)
+    close = [r for r in records if final(r)["pair_agreement"] >= best - TIE]
+    return min(close, key=lambda r: (final(r)["fd_smileys"], r["lr"]))
 
 
 def run_sweep(out: Path, budget: float, seed: int = 0, batch_size: int = 32, n: int = 256,
@@ -78,8 +84,9 @@ def run_sweep(out: Path, budget: float, seed: int = 0, batch_size: int = 32, n: 
         timed = calibrate(list(firsts.values()), work / "sweep", seed, batch_size)
         per_step = {group: timed[v.name] for group, v in firsts.items()}   # seconds per step of each group
         write_json(cal_path, per_step)
-    summary = {"rule": SWEEP_RULE, "budget_minutes": budget, "seed": seed, "batch_size": batch_size,
-               "eval_samples": n, "sampler": f"{method} {sample_steps}", "groups": {}}
+    summary = {"made_by": "mdt-teach race --sweep", "commit": repo_commit(), "rule": SWEEP_RULE, "budget_minutes": budget, "seed": seed, "batch_size": batch_size,
+               "eval_samples": n, "sampler": f"{method} {sample_steps}", "world": world_version(DEFAULT_WORLD),
+               "clipping": CLIP["max_grad_norm"], "groups": {}}
     settings = RaceSettings(budget, batch_size, eval_minutes=budget, n=n, n_final=0, sample_steps=sample_steps,
                             method=method, probe_every=0, final_probe_faces=0)   # one evaluation, at the end
     for (model, opt), runs in groups.items():
@@ -95,8 +102,8 @@ def run_sweep(out: Path, budget: float, seed: int = 0, batch_size: int = 32, n: 
         best = winner(records)
         summary["groups"][f"{model} {opt}"] = {
             "steps": steps, "winner_lr": best["lr"], "extended": extended,
-            "runs": [{"lr": r["lr"], "fd_smileys": r["curve"][-1]["fd_smileys"],
-                      "two_eyes": r["curve"][-1]["two_eyes"]} for r in sorted(records, key=lambda r: r["lr"])]}
+            "runs": [{"lr": r["lr"], **{k: r["curve"][-1][k] for k in ("pair_agreement", "fd_smileys", "two_eyes")}}
+                     for r in sorted(records, key=lambda r: r["lr"])]}
         print(f"sweep: {model} {opt} → lr {best['lr']:g}", flush=True)
     write_json(folder / "summary.json", summary)
     return summary

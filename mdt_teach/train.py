@@ -36,7 +36,8 @@ import torch.distributed as torch_dist
 
 from .checkpoint import (FORMAT, atomic_save, checkpoint_path, find_resumable, latest_checkpoint, list_checkpoints,
                          prune_checkpoints, read_checkpoint)
-from .config import RunConfig, capture_rng, restore_rng, seed_everything, setup, use_deterministic_kernels
+from .config import (RunConfig, capture_rng, restore_rng, seed_everything, setup, use_deterministic_kernels,
+                     uses_grad_scaler)
 from .data_order import make_source, seed_shard
 from .diffusion import GaussianDiffusion, training_loss
 from .distributed import (DistInfo, all_reduce_, broadcast_object, dist_from_env, gather_objects, init_distributed,
@@ -88,7 +89,7 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.sharded = cfg.zero and self.dist.enabled  # ZeRO on one process would shard nothing
         self.opt = make_optimizer(self.params, cfg, sharded=self.sharded)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.dtype == "float16")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=uses_grad_scaler(cfg.dtype))
         if cfg.compile:
             self.model.compile()
         self.net = wrap_ddp(self.model, self.device) if self.dist.enabled else self.model
@@ -130,7 +131,8 @@ class Trainer:
             last = i == accum - 1 or not dist.enabled                   # DDP all-reduces on the last shard
             with contextlib.nullcontext() if last else self.net.no_sync():
                 with torch.autocast(self.device.type, getattr(torch, cfg.dtype), enabled=cfg.dtype != "float32"):
-                    out = training_loss(self.net, xs, ys, self.diffusion, weighting=cfg.weighting)
+                    out = training_loss(self.net, xs, ys, self.diffusion, weighting=cfg.weighting,
+                                        masked_pass=cfg.masked_pass)
                 self.scaler.scale(out["loss"] / accum).backward()       # one backward for both MDT passes
             logs += torch.stack([out[k].detach().double() for k in LOG_KEYS])
         logs = all_reduce_(logs, dist) / (accum * dist.world_size)

@@ -283,7 +283,8 @@ assert torch.equal(zero_block(h, c), h)
 # DiT predicts ε̂ = 0 (and v = 0) for any input.
 
 # %%
-from mdt_teach.models import build_model, count_params
+from mdt_teach.model_size import count_params
+from mdt_teach.models import build_model
 
 tiny_dit = build_model("DiT-T/4")
 out = tiny_dit(x, torch.tensor([1, 2, 3, 4]), y)

@@ -75,7 +75,7 @@ from mdt_teach import layers
 from mdt_teach.data import smileys_batch
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.masking import random_masking
-from mdt_teach.models import count_flops, count_params
+from mdt_teach.model_size import count_flops, count_params
 from mdt_teach.lessons import load_lesson_checkpoint
 
 model, info = load_lesson_checkpoint()            # MDT-T/4 (v1), EMA weights, eval mode

@@ -60,7 +60,8 @@ import torch
 from mdt_teach.data import smileys_batch
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.masking import draw_mask_ratio, random_masking
-from mdt_teach.models import build_model, count_flops, count_params
+from mdt_teach.model_size import count_flops, count_params
+from mdt_teach.models import build_model
 from mdt_teach.lessons import masked_forward
 
 

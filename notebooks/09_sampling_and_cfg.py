@@ -162,7 +162,7 @@ assert torch.equal(a, b)
 # reaches w. With s = 4 (the FID setting) guidance acts only in the last quarter of sampling.
 
 # %%
-from mdt_teach.sampling import cfg_scale_at
+from mdt_teach.guidance import cfg_scale_at
 
 
 def w_eff(t, w, s, T=1000):

@@ -33,6 +33,29 @@ def test_dtype_by_hardware():
     assert a100.torch_dtype is torch.bfloat16
 
 
+def test_full_checkpoints_at_the_official_cadence():
+    """Every 10,000 steps as the official loop; the checkpoint sizes config.py quotes (weights, EMA and the
+    optimizer's buffers, fp32): an MDTv2-XL/2 one is 17.8 GB, which every rank waits for."""
+    from mdt_teach.plan import meta_model
+    assert [decide(p, A100, env={}).ckpt_every for p in ("tiny", "small", "full")] == [500, 500, 10_000]
+    params = {name: sum(p.numel() for p in meta_model(name).parameters()) for name in ("MDTv2-T/4", "MDTv2-S/2",
+                                                                                        "MDTv2-XL/2")}
+    assert round(4 * 4 * params["MDTv2-T/4"] / 1e6, -1) == 40              # tiny: AdamW, 2 buffers (~40 MB)
+    assert round(6 * 4 * params["MDTv2-S/2"] / 1e9, 1) == 0.9               # small: Adan, 4 buffers
+    assert round(params["MDTv2-XL/2"] / 1e6) == 742 and round(6 * 4 * params["MDTv2-XL/2"] / 1e9, 1) == 17.8
+
+
+def test_a_run_checkpoints_at_its_profiles_cadence_unless_told_and_keeps_it_on_resume():
+    from dataclasses import replace
+    from mdt_teach.recipe import TrainConfig, merge_for_resume, resolve
+    full = resolve(TrainConfig(model="MDTv2-XL/2"), decide("full", A100, env={}))
+    assert full.ckpt_every == 10_000 and resolve(TrainConfig(), decide("tiny", CPU, env={})).ckpt_every == 500
+    assert resolve(TrainConfig(ckpt_every=7), decide("full", A100, env={})).ckpt_every == 7
+    saved = replace(full, out="r")
+    assert merge_for_resume(TrainConfig(resume=True), saved, "r").ckpt_every == 10_000      # not given: kept
+    assert merge_for_resume(TrainConfig(resume=True, ckpt_every=50), saved, "r").ckpt_every == 50
+
+
 def test_unknown_profile_is_one_clear_error():
     with pytest.raises(ValueError, match="unknown profile 'huge'"):
         decide("huge", CPU, env={})

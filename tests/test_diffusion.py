@@ -14,6 +14,7 @@ from torch import nn
 from mdt_teach.diffusion import (LOSS_WEIGHTINGS, GaussianDiffusion, discretized_gaussian_log_likelihood,
                                  linear_betas, loss_weight, mean_flat, sample_timesteps, single_pass_loss,
                                  training_loss)
+from mdt_teach.models import build_model
 
 T = 1000
 
@@ -327,9 +328,8 @@ def test_empty_quartile_is_nan(diffusion):
 # --------------------------------------------------------------------------- with the real tiny models
 
 def test_real_mdtv2_dual_pass_equals_two_single_passes(diffusion):
-    models = pytest.importorskip("mdt_teach.models")
     torch.manual_seed(0)
-    model = models.build_model("MDTv2-T/4").train()
+    model = build_model("MDTv2-T/4").train()
     with torch.no_grad():  # the zero-initialised output layer would make every pass identical; wake it up
         for p in model.parameters():
             if p.dim() > 1 and p.abs().sum() == 0:
@@ -339,8 +339,7 @@ def test_real_mdtv2_dual_pass_equals_two_single_passes(diffusion):
 
 
 def test_real_dit_single_pass(diffusion):
-    models = pytest.importorskip("mdt_teach.models")
-    model = models.build_model("DiT-T/4").eval()
+    model = build_model("DiT-T/4").eval()
     assert model.is_mdt is False
     x0, y = _batch(n=4, size=32)
     out = training_loss(model, x0, y, diffusion, generator=torch.Generator().manual_seed(0))

@@ -90,6 +90,14 @@ def test_no_module_over_500_lines():
     assert not long, long
 
 
+def test_the_model_files_need_no_line_over_100_characters():
+    """models.py was split (config → model_config.py, size → model_size.py) so it fits without long lines."""
+    long = [f"{p.relative_to(ROOT)}:{i} ({len(line)} chars)"
+            for p in (PACKAGE / name for name in ("models.py", "model_config.py", "model_size.py"))
+            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if len(line) > 100]
+    assert not long, long
+
+
 def test_no_citation_of_documents_outside_the_repository():
     """The team's private notes are not in a clone: cite the paper, the official file and function, or a docs/
     page that exists. (The names are assembled here so that this file does not cite them itself.)"""
@@ -104,3 +112,42 @@ def test_no_citation_of_documents_outside_the_repository():
              for p in (ROOT / folder).rglob("*.py")
              for m in re.findall(r"docs/[\w.-]+\.md", p.read_text())}
     assert cited and all((ROOT / c).is_file() for c in cited), sorted(c for c in cited if not (ROOT / c).is_file())
+
+
+# The library's layers, bottom to top, each module listed once: a module imports only from layers below its own
+# (the faces on top — lesson figures and the command line — may import anything of the library).
+LAYERS = (
+    ("foundations", "config resources seeds same_settings distributed diffusion guidance layers masking model_config "
+                    "optim ema vae race_summary"),
+    ("the world, the models, sampling, files", "smileys checkpoint models sampling"),
+    ("reading the world, pictures, sizes", "checker data images model_size compat"),
+    ("scores, painters, recipes, caches", "painters metrics latent_cache recipe lessons"),
+    ("data order, probes, plans, run logs", "data_order probe fid plan runlog"),
+    ("training and FID sampling", "train fid_samples"),
+    ("experiments and the short door", "race minimal_train"),
+    ("the learning-rate sweep", "sweep"),
+)
+FACES = ("mdt_teach.viz", "mdt_teach.cli")
+
+
+def test_imports_flow_down_the_layers():
+    level = {f"mdt_teach.{m}": i for i, (_, names) in enumerate(LAYERS) for m in names.split()}
+    listed = [m for _, names in LAYERS for m in names.split()]
+    assert len(listed) == len(set(listed)), "a module is listed in two layers"
+    g = graph()
+    library = {m for m in g if not m.startswith(FACES) and m not in ("mdt_teach", "mdt_teach.__main__")}
+    assert library == set(level), f"place every library module in one layer: {sorted(library ^ set(level))}"
+    upward = [f"{m} ({LAYERS[level[m]][0]}) imports {d}" for m in sorted(library) for d in sorted(g[m])
+              if d != "mdt_teach" and (d.startswith(FACES) or level[d] >= level[m])]
+    assert not upward, "\n".join(upward)
+
+
+def test_the_training_and_sampling_paths_import_no_widgets_or_plotting():
+    """A torchrun worker of `train` or `sample-fid` imports no matplotlib, ipywidgets or IPython (fresh process)."""
+    import subprocess
+    import sys
+    code = ("import sys, mdt_teach.train, mdt_teach.fid_samples, mdt_teach.race, mdt_teach.cli.sample_fid; "
+            "print(sorted(m for m in ('matplotlib', 'ipywidgets', 'IPython', 'mdt_teach.viz') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout

@@ -7,8 +7,10 @@ import torch
 
 import mdt_teach.models as models
 from mdt_teach.layers import sincos_2d
-from mdt_teach.models import MDT, MODEL_PRESETS, MDTv2, build_model, count_flops, count_params, from_config
-from mdt_teach.sampling import cfg_scale_at
+from mdt_teach.model_config import MODEL_PRESETS
+from mdt_teach.model_size import count_flops, count_params
+from mdt_teach.models import MDT, MDTv2, build_model, from_config
+from mdt_teach.guidance import cfg_scale_at
 
 TINY = ["DiT-T/4", "MDT-T/4", "MDTv2-T/4"]
 
@@ -75,6 +77,27 @@ def test_flops_match_the_official_table():
     masked = count_flops(v2, enable_mask=True, mask_ratio=0.3) / 2e9
     assert masked == pytest.approx(6.20, abs=0.01)
     assert v2.mask_ratio == 0.3 and v2.mask_ratio_jitter == 0.2     # restored after counting
+
+
+def test_the_cost_of_one_training_step_quoted_in_the_docs_is_computed():
+    """docs/model_sizes.md's step costs — (full pass + masked pass) / DiT's full pass, forward FLOPs — each with
+    its model size: MDT-XL/2 at K = 179, MDTv2-XL/2 at K = 153 (ratio 0.4, the middle of U[0.3, 0.5)) and
+    MDTv2-S/2 (decode_layer 6) at K = 153, against DiT of the same size."""
+    from pathlib import Path
+    with torch.device("meta"):
+        models = {n: build_model(n) for n in ("DiT-XL/2", "MDT-XL/2", "MDTv2-XL/2", "DiT-S/2", "MDTv2-S/2")}
+    full = {n: count_flops(m) for n, m in models.items()}
+
+    def step(name, dit, ratio):
+        return (full[name] + count_flops(models[name], enable_mask=True, mask_ratio=ratio)) / full[dit]
+
+    k153 = 1 - 153 / 256
+    costs = {"MDT-XL/2": step("MDT-XL/2", "DiT-XL/2", 0.3), "MDTv2-XL/2": step("MDTv2-XL/2", "DiT-XL/2", k153),
+             "MDTv2-S/2": step("MDTv2-S/2", "DiT-S/2", k153)}
+    doc = " ".join((Path(__file__).resolve().parents[1] / "docs" / "model_sizes.md").read_text().split())
+    assert (f"{costs['MDT-XL/2']:.2f}× for MDT-XL/2 at K = 179, {costs['MDTv2-XL/2']:.2f}× for MDTv2-XL/2 at "
+            f"K = 153" in doc), costs
+    assert f"MDTv2-S/2 with decode_layer 6 it is {costs['MDTv2-S/2']:.2f}× at K = 153" in doc, costs
 
 
 def _expected_prefix_order(family, depth, dl):

@@ -14,7 +14,7 @@ from mdt_teach.painters import BLIND_PAINTERS, mirror
 from mdt_teach.probe import (PROBE_SEED, attention_maps, chance_line, completed, dark_blob_in, hidden_tokens,
                              missing_eye_probe, other_colour, part_attention, wilson_interval)
 from mdt_teach.sampling import inpaint, keep_from_tokens, repaint_schedule
-from mdt_teach.viz.images import save_grid
+from mdt_teach.images import save_grid
 
 FACES = smileys_batch(64, seed=PROBE_SEED, meta=True)
 

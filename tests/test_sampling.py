@@ -12,8 +12,9 @@ from diffusers import DDIMScheduler, DDPMScheduler
 from torch import nn
 
 from mdt_teach.diffusion import GaussianDiffusion
-from mdt_teach.sampling import (SpacedDiffusion, cfg_forward, cfg_scale_at, combine_cfg, respace, sample,
-                                sample_loop, space_timesteps)
+from mdt_teach.guidance import cfg_forward, cfg_scale_at, combine_cfg
+from mdt_teach.models import build_model
+from mdt_teach.sampling import SpacedDiffusion, respace, sample, sample_loop, space_timesteps
 
 OFFICIAL_250 = [round(i * 999 / 249) for i in range(250)]  # official respace.py: space_timesteps(1000, "250")
 
@@ -282,9 +283,8 @@ def test_sampling_restores_training_mode_and_shows_progress(diffusion, capsys):
 
 @pytest.mark.parametrize("name", ["DiT-T/4", "MDTv2-T/4"])
 def test_tiny_untrained_models_sample_finite_images(diffusion, name):
-    models = pytest.importorskip("mdt_teach.models")
     torch.manual_seed(0)
-    model = models.build_model(name)
+    model = build_model(name)
     with torch.no_grad():  # the output layer starts at zero; give it weights so the test sees real outputs
         model.final_layer.linear.weight.normal_(0, 0.02)
     for cfg_scale, method in [(1.0, "ddim"), (4.0, "ddpm")]:
@@ -294,16 +294,37 @@ def test_tiny_untrained_models_sample_finite_images(diffusion, name):
     assert model.training  # sampling switched to eval and back
 
 
-def test_fallback_cfg_equals_the_model_forward_with_cfg():
-    models = pytest.importorskip("mdt_teach.models")
+def _official_cfg(model, x, t, y, w, scale_pow, T=1000):
+    """An independent transcription of the official `MDTv2.forward_with_cfg` (masked_diffusion/models.py): two
+    plain forwards, the power-cosine weight written out, the first 3 channels guided."""
+    half, labels = x[: len(x) // 2], y[: len(y) // 2]
+    cond = model(half, t[: len(t) // 2], labels)
+    uncond = model(half, t[: len(t) // 2], torch.full_like(labels, model.num_classes))
+    tt = t[: len(t) // 2].float().view(-1, 1, 1, 1)
+    scale = (1 - torch.cos(((1 - tt / T) ** scale_pow) * math.pi)) / 2 * (w - 1) + 1
+    eps = uncond[:, :3] + scale * (cond[:, :3] - uncond[:, :3])
+    return torch.cat([torch.cat([eps, eps]), torch.cat([cond, uncond])[:, 3:]], dim=1)
+
+
+def test_model_cfg_equals_an_independent_transcription_of_the_official_formula(monkeypatch):
+    import mdt_teach.guidance as guidance_mod
     torch.manual_seed(0)
-    model = models.build_model("MDTv2-T/4").eval()
+    model = build_model("MDTv2-T/4").eval()
     with torch.no_grad():
         model.final_layer.linear.weight.normal_(0, 0.02)
         model.final_layer.adaLN_modulation[-1].weight.normal_(0, 0.02)
     x = torch.randn(2, 3, 32, 32).repeat(2, 1, 1, 1)
-    t, y = torch.tensor([130, 700, 130, 700]), torch.tensor([1, 2, 4, 4])
+    t = torch.tensor([130, 700, 130, 700])
+    y = torch.tensor([1, 2, model.num_classes, model.num_classes])
     with torch.no_grad():
-        ours = cfg_forward(model, x, t, y, 3.8, 4.0, 3, 1000)
-        official = model.forward_with_cfg(x, t, y, cfg_scale=3.8, diffusion_steps=1000, scale_pow=4.0)
-    torch.testing.assert_close(ours, official)
+        official = _official_cfg(model, x, t, y, 3.8, 4.0)
+        torch.testing.assert_close(model.forward_with_cfg(x, t, y, cfg_scale=3.8, scale_pow=4.0), official)
+        torch.testing.assert_close(cfg_forward(model, x, t, y, 3.8, 4.0, 3, 1000), official)
+        torch.testing.assert_close(model.forward_with_cfg(x, t, y, cfg_scale=1.5, scale_pow=0.0),
+                                   _official_cfg(model, x, t, y, 1.5, 0.0))          # DiT's constant scale
+        # a wrong formula fails: the weight read at t/T instead of 1 − t/T
+        monkeypatch.setattr(guidance_mod, "_power_cos_scale",
+                            lambda t, w, p, T: 1 + (w - 1) * (1 - torch.cos((t / T) ** p * math.pi)) / 2)
+        assert not torch.allclose(model.forward_with_cfg(x, t, y, cfg_scale=3.8, scale_pow=4.0), official)
+
+

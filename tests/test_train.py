@@ -8,11 +8,12 @@ import torch
 
 import mdt_teach.train as train_mod
 from mdt_teach.checkpoint import atomic_save, checkpoint_path, list_checkpoints, read_checkpoint
-from mdt_teach.data_order import EpochPermutation, LoaderSource, mix_seed, shard_positions
+from mdt_teach.data_order import EpochPermutation, LoaderSource, shard_positions
 from mdt_teach.distributed import DistInfo
 from mdt_teach.ema import EMA
 from mdt_teach.recipe import TrainConfig, lr_at, recipe
 from mdt_teach.runlog import truncate_jsonl
+from mdt_teach.seeds import mix_seed
 from mdt_teach.train import NonFiniteLossError, Trainer
 
 SMALL = dict(depth=4, hidden_size=32, num_heads=2)
@@ -108,7 +109,8 @@ def test_epoch_permutation_visits_every_item_once_per_epoch():
 
 
 def test_mix_seed_is_a_pure_function():
-    assert mix_seed(0, 5, 1) == mix_seed(0, 5, 1)
+    # pinned: every data order, shard seed and face of a committed run follows from these values
+    assert (mix_seed(0, 5, 1), mix_seed(7)) == (8526369622762369816, 6974024797297829445)
     assert len({mix_seed(0, s, r) for s in range(50) for r in range(4)}) == 200
     assert 0 <= mix_seed(2**70, -1) < 2**63
 

@@ -102,7 +102,7 @@ def test_train_then_sample_and_the_run_folder(tmp_path, monkeypatch, capsys):
                    "already holds checkpoints; pass --resume")
     # resuming with a different model is refused
     one_error_line(capsys, ["train", "--resume", "--out", "runs/t", "--model", "MDTv2-T/4"],
-                   "was trained with model='DiT-T/4'")
+                   "was made with other settings (model 'DiT-T/4' → 'MDTv2-T/4')")
 
     assert main(["sample", "--ckpt", "runs/t/ckpt/ckpt_0000003.pt", "--n", "3", "--steps", "4",
                  "--out", "grid.png"]) == 0
@@ -163,8 +163,6 @@ def test_bad_sample_and_eval_input(argv, match, tmp_path, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.skipif(not (repo_root() / "data" / "feature_net.pt").exists(),
-                    reason="the FD-smileys feature net (data/feature_net.pt) is not committed yet")
 def test_eval_reports_two_eyes_and_fd(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", *TINY, "--steps", "1", "--batch-size", "4", "--grid-samples", "0", "--eval-samples", "0",

@@ -111,7 +111,7 @@ def test_cache_end_to_end_then_resume(folder, tmp_path):
 def test_cache_refuses_other_settings_and_wrong_shapes(folder, tmp_path):
     out = tmp_path / "latents"
     _cache(folder, out, shard_size=5)
-    with pytest.raises(ValueError, match="different image_size"):
+    with pytest.raises(ValueError, match=r"was made with other settings \(image_size 32 → 64"):
         _cache(folder, out, shard_size=5, image_size=64)
     np.save(shard_paths(out, 1)[0], np.zeros((5, 2, 2, 4, 8, 8), np.float16))  # wrong latent shape
     with pytest.raises(ValueError, match=r"shard 1 is shape \(5, 2, 2, 4, 8, 8\)"):

@@ -10,7 +10,7 @@ from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.models import build_model
 from mdt_teach.viz.core import FigureWidget, figure_to_array
 from mdt_teach.viz.diffusion import forward_process_widget
-from mdt_teach.viz.images import save_grid
+from mdt_teach.images import save_grid
 from mdt_teach.viz.race import point_at, race_widget, render_curves, render_funnel, seed_band
 from mdt_teach.viz.sampling import cfg_widget, constant_guidance_grid, render_cfg
 

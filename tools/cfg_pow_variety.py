@@ -2,10 +2,13 @@
 guidance (pow 0.01) at w = 4?
 
     python tools/cfg_pow_variety.py [--n 256] [--out data/cfg_pow_variety.json]
+                                    [--checkpoint data/lesson09_mdtv2_tiny.pt]
 
 Samples the committed lesson 09 checkpoint (DDPM-50, classes in turn, one sampling seed) with w = 4 at each
 power, and measures variety as the within-class pixel variance: the variance over the samples of one class
 at every pixel and channel, averaged, then averaged over the classes. Writes the numbers as JSON.
+`--checkpoint` (relative to the repository root, or absolute) samples another lesson checkpoint instead:
+tests/test_tools.py runs a tiny one.
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ import torch
 from mdt_teach.checkpoint import write_json
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.lessons import load_lesson_checkpoint
-from mdt_teach.resources import repo_commit
 from mdt_teach.sampling import generate
+from provenance import provenance
+
+ROOT = Path(__file__).resolve().parent.parent
 
 POWERS = (0.01, 4.0)
 
@@ -33,17 +38,20 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--cfg", type=float, default=4.0)
     parser.add_argument("--out", default="data/cfg_pow_variety.json")
+    parser.add_argument("--checkpoint", default="data/lesson09_mdtv2_tiny.pt",
+                        help="a lesson checkpoint (default: lesson 09's)")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    model, info = load_lesson_checkpoint("lesson09_mdtv2_tiny.pt")
+    made = provenance(__file__, argv)
+    torch.set_num_threads(args.threads)
+    model, info = load_lesson_checkpoint(str(ROOT / args.checkpoint))      # an absolute path stays as it is
     rows = []
     for power in POWERS:
         x, y = generate(model, args.n, GaussianDiffusion(), steps="50", cfg_scale=args.cfg, scale_pow=power, seed=3)
         rows.append({"scale_pow": power, "within_class_variance": round(within_class_variance(x, y), 5)})
         print(rows[-1], flush=True)
-    write_json(Path(args.out), {"checkpoint": "data/lesson09_mdtv2_tiny.pt", "world": info.get("world"),
-                                "cfg": args.cfg, "n": args.n, "sampler": "ddpm 50", "commit": repo_commit(),
-                                "made_by": "tools/cfg_pow_variety.py", "rows": rows})
+    write_json(Path(args.out), {"checkpoint": args.checkpoint, "world": info.get("world"), "cfg": args.cfg,
+                                "n": args.n, "sampler": "ddpm 50", **made, "rows": rows})
     print(f"wrote {args.out}")
     return 0
 

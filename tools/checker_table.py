@@ -18,7 +18,7 @@ from mdt_teach.checker import two_eyes
 from mdt_teach.checkpoint import write_json
 from mdt_teach.data import CORRUPTIONS, WORLDS, corrupted_smileys, render_meta, smileys_batch
 from mdt_teach.painters import ATTRIBUTES, BLIND_PAINTERS, mirror, one_wrong, paint
-from mdt_teach.resources import repo_commit
+from provenance import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,9 +62,9 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "checker_table.json")
     args = parser.parse_args(argv)
+    made = provenance(__file__, argv)
     table = {world: rows(world, args.n) for world in WORLDS}
-    write_json(args.out, {"made_by": "tools/checker_table.py", "commit": repo_commit(), "faces": args.n, "seed": 11,
-                          "worlds": table})
+    write_json(args.out, {**made, "faces": args.n, "seed": 11, "worlds": table})
     for world, rs in table.items():
         print(world)
         for name, r in rs.items():

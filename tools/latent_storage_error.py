@@ -8,7 +8,8 @@ orientations, ADM centre crop) encoded by a VAE.
 The error is reported two ways: relative to the latents' RMS (how much of the signal is lost) and relative
 to the posterior std (how it compares with the noise every training read adds when it samples the
 posterior). Without the SD-VAE in the local Hugging Face cache, pass `--vae tiny` (a random test VAE): the
-bytes are the same, the errors then describe that VAE's latents, not the SD-VAE's.
+bytes are the same, the errors then describe that VAE's latents, not the SD-VAE's. tests/test_tools.py runs
+it with `--vae tiny --image-size 32`.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from mdt_teach.checkpoint import write_json
 from mdt_teach.data import center_crop_arr
 from mdt_teach.latent_cache import DTYPES, from_storage, to_storage
 from mdt_teach.vae import DEFAULT_VAE, load_vae
+from provenance import provenance
 
 
 def main(argv=None) -> int:
@@ -32,6 +34,7 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--out", default="data/latent_storage_error.json")
     args = parser.parse_args(argv)
+    made = provenance(__file__, argv)
     try:
         vae = load_vae(args.vae)
     except FileNotFoundError as err:
@@ -56,8 +59,7 @@ def main(argv=None) -> int:
     write_json(Path(args.out), {"vae": args.vae, "image_size": args.image_size,
                                 "images": "scikit-learn sample photos china.jpg, flower.jpg + mirrors",
                                 "latent_shape": list(mean.shape[1:]), "latent_rms": float(mean.pow(2).mean().sqrt()),
-                                "posterior_std_median": float(std.median()), "made_by": "tools/latent_storage_error.py",
-                                "rows": rows})
+                                "posterior_std_median": float(std.median()), **made, "rows": rows})
     print(f"wrote {args.out}")
     return 0
 

@@ -8,8 +8,8 @@
 
 It runs the project's Trainer (the same dual-pass MDT loop as `mdt-teach train`) on smileys, then saves
 the EMA weights in float16 with the model config (4.4 MiB for MDT-T/4), through
-`mdt_teach.lessons.save_lesson_checkpoint`. Runs go to a temporary folder; only the
-checkpoint is kept.
+`mdt_teach.lessons.save_lesson_checkpoint`; its `info` records how (the command, `made_by`) and at which
+commit. Runs go to a temporary folder; only the checkpoint is kept.
 """
 from __future__ import annotations
 
@@ -78,8 +78,10 @@ def main(argv=None) -> int:
     from dataclasses import asdict
 
     from mdt_teach.lessons import save_lesson_checkpoint
+    from provenance import provenance
 
     args = parse_args(argv)
+    made = provenance(__file__, argv)
     if args.from_checkpoint:
         model, info, seconds = from_checkpoint(Path(args.from_checkpoint))
         steps = info["steps"]
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
                 "weights": "EMA", "recipe": {k: asdict(cfg)[k] for k in ("opt", "lr", "weighting", "ema_decay")}}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    save_lesson_checkpoint(model, out, info)
+    save_lesson_checkpoint(model, out, {**info, **made})
     size = out.stat().st_size
     print(f"wrote {out} ({size / 2**20:.2f} MiB) after {steps} steps in {seconds / 60:.1f} min")
     if size > MAX_BYTES:

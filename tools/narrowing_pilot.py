@@ -9,7 +9,10 @@ EYE_COLORS) *in this process only*; nothing in the library changes, and no run o
 `smileys` run. For each variant: real faces' and every relation-blind painter's pair agreement on 1,000
 faces (the cost of narrowing: the chance line rises) and, with `train`, the main job's recipe (MDTv2-T/4,
 1,000 steps, seed) scored on 256 DDPM-50 samples (sampling seed 12345) of its EMA and of its raw weights
-(the benefit). Each result is appended to data/narrowing_pilots.json with the commit it ran at.
+(the benefit). Each result is appended to data/narrowing_pilots.json (`records`) with the command that made it
+and the commit it ran at; the file's own `made_by` and `commit` are those of its last write. The sizes are
+parameters (`--n`, `--steps`, `--batch-size`, `--model-arg`, `--samples`, `--out`): tests/test_tools.py runs
+`train r18` at a miniature of them.
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ import mdt_teach.checker as checker
 import mdt_teach.painters as painters
 import mdt_teach.smileys as smileys
 from mdt_teach.checkpoint import write_json
-from mdt_teach.resources import repo_commit
+from mdt_teach.cli.train import parse_model_args
+from provenance import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "data" / "narrowing_pilots.json"
@@ -52,35 +56,36 @@ def narrow(variant: str) -> dict:
     return {k: np.asarray(v).tolist() for k, v in VARIANTS[variant].items()}
 
 
-def chance() -> dict:
-    """Real faces' and each relation-blind painter's pair agreement (and pair tests) on the chance line's 1,000
+def chance(n: int = 1000) -> dict:
+    """Real faces' and each relation-blind painter's pair agreement (and pair tests) on the chance line's n
     faces (`painters.painted_results`)."""
-    x, y = smileys.smileys_batch(1000, seed=painters.CHANCE_SEED)
+    x, y = smileys.smileys_batch(n, seed=painters.CHANCE_SEED)
     out = {"real": checker.two_eyes(x, y).pair_score}
-    for p, r in painters.painted_results("smileys").items():
+    for p, r in painters.painted_results("smileys", n).items():
         out[p] = {"pair_agreement": r.pair_score, "pair_tests": r.pair_tests}
     return out
 
 
-def score(path) -> dict:
-    """Pair agreement, two-eyes verdict and pair tests of 256 DDPM-50 samples of a checkpoint's EMA and raw weights."""
+def score(path, samples: int = 256) -> dict:
+    """Pair agreement, two-eyes verdict and pair tests of `samples` DDPM-50 samples of a checkpoint's EMA and raw
+    weights."""
     from mdt_teach.compat import load_model
     from mdt_teach.sampling import generate
     out = {}
     for weights in ("ema", "raw"):
         model, _ = load_model(path, use_ema=weights == "ema")
-        images, labels = generate(model, 256, steps="50", seed=12345)
+        images, labels = generate(model, samples, steps="50", seed=12345)
         r = checker.two_eyes(images, labels)
         out[weights] = {"pair_agreement": r.pair_score, "two_eyes": r.score, "pair_tests": r.pair_tests}
     return out
 
 
-def markdown(records: list) -> str:
-    """docs/toy_recipe.md's table: per variant, its ranges, the chance line (the best blind painter) and, where a
-    run was scored, the pair agreement of its EMA and raw weights."""
+def markdown(pilots: dict) -> str:
+    """docs/toy_recipe.md's table from data/narrowing_pilots.json: per variant, its ranges, the chance line (the
+    best blind painter) and, where a run was scored, the pair agreement of its EMA and raw weights."""
     lines = ["| variant | eye ranges changed | chance line (best blind painter) | main job: EMA | raw weights |",
              "|---|---|---|---|---|"]
-    for r in sorted(records, key=lambda r: list(VARIANTS).index(r["variant"])):
+    for r in sorted(pilots["records"], key=lambda r: list(VARIANTS).index(r["variant"])):
         best = max(v["pair_agreement"] for k, v in r["chance"].items() if k != "real")
         ranges = ", ".join(f"{k} {v}" if k != "EYE_COLORS" else f"{len(v)} colours" for k, v in r["ranges"].items())
         runs = [f"{r['scores'][w]['pair_agreement']:.1%}" for w in ("ema", "raw")] if "scores" in r else ["—", "—"]
@@ -96,27 +101,36 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--note", default="", help="how the scored run was made (with score)")
+    parser.add_argument("--n", type=int, default=1000, help="faces of the chance line")
+    parser.add_argument("--steps", type=int, default=1000, help="with train: the main job's steps")
+    parser.add_argument("--batch-size", type=int, default=None, help="with train (default: the main job's)")
+    parser.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="with train: a build_model override of MDTv2-T/4, repeatable, e.g. --model-arg depth=2")
+    parser.add_argument("--samples", type=int, default=256, help="DDPM-50 samples scored per weights")
+    parser.add_argument("--out", type=Path, default=OUT, help="the JSON the record is appended to")
     args = parser.parse_args(argv)
+    made = provenance(__file__, argv)
     torch.set_num_threads(args.threads)
     variant = args.target if args.mode != "score" else args.variant
     if variant not in VARIANTS:
         raise SystemExit(f"unknown variant {variant!r}; use one of {', '.join(VARIANTS)}")
-    record = {"mode": args.mode, "variant": variant, "ranges": narrow(variant), "commit": repo_commit()}
-    record["chance"] = chance()
+    record = {"mode": args.mode, "variant": variant, "ranges": narrow(variant), **made}
+    record["chance"] = chance(args.n)
     if args.mode == "train":
         from mdt_teach.recipe import TrainConfig
         from mdt_teach.train import Trainer
         began = time.time()
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = TrainConfig(model="MDTv2-T/4", steps=1000, seed=args.seed, profile="tiny", out=str(Path(tmp) / "run"),
+            cfg = TrainConfig(model="MDTv2-T/4", model_args=parse_model_args(args.model_arg), steps=args.steps,
+                              batch_size=args.batch_size, seed=args.seed, profile="tiny", out=str(Path(tmp) / "run"),
                               eval_samples=0, grid_samples=0, progress=False, threads=args.threads)
             Trainer(cfg, log=lambda *a, **k: None).fit()
             record.update(seed=args.seed, train_seconds=round(time.time() - began, 1),
-                          scores=score(Path(tmp) / "run" / "ckpt" / "ckpt_0001000.pt"))
+                          scores=score(Path(tmp) / "run" / "ckpt" / f"ckpt_{args.steps:07d}.pt", args.samples))
     elif args.mode == "score":
-        record.update(checkpoint=args.target, note=args.note, scores=score(args.target))
-    records = json.loads(OUT.read_text()) if OUT.exists() else []
-    write_json(OUT, records + [record])
+        record.update(checkpoint=args.target, note=args.note, scores=score(args.target, args.samples))
+    records = json.loads(args.out.read_text())["records"] if args.out.exists() else []
+    write_json(args.out, {**made, "records": records + [record]})
     print(json.dumps(record))
     return 0
 

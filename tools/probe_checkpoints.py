@@ -3,9 +3,10 @@ attention and the pair agreement of free samples, for every checkpoint in data/p
 tools/make_probe_checkpoints.py), plus how the probe's rate depends on RePaint's resampling for the last
 MDTv2 checkpoint.
 
-    python tools/probe_checkpoints.py [--n 512] [--out data/probe/results.json]
+    python tools/probe_checkpoints.py [--n 512] [--out data/probe/results.json] [--probe-dir data/probe]
 
 Writes one JSON; lesson 11 shows it as a cited result (the lesson itself re-runs a small probe live).
+tests/test_tools.py runs it with `--n 8 --samples 4 --steps 10` on make_probe_checkpoints.py's miniature.
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ from mdt_teach.checkpoint import write_json
 from mdt_teach.lessons import load_lesson_checkpoint
 from mdt_teach.painters import blind_rates
 from mdt_teach.probe import PROBE_FACES, eye_to_eye_attention, missing_eye_probe
-from mdt_teach.resources import repo_commit
 from mdt_teach.sampling import generate
+from provenance import provenance
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS, JUMP, RESAMPLES = "50", 5, 3
@@ -77,17 +78,21 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=256, help="free samples for the pair agreement")
     parser.add_argument("--out", default=str(ROOT / "data" / "probe" / "results.json"))
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--steps", default=STEPS, help="the probe's respacing (RePaint: jumps of 5, 3 resamples)")
+    parser.add_argument("--probe-dir", type=Path, default=ROOT / "data" / "probe",
+                        help="the checkpoints and their index.json (make_probe_checkpoints.py --out)")
     args = parser.parse_args(argv)
+    made = provenance(__file__, argv)
     torch.set_num_threads(args.threads)
-    commit = repo_commit()
-    index = json.loads((ROOT / "data" / "probe" / "index.json").read_text())
+    probe_dir = args.probe_dir.resolve()        # absolute: load_lesson_checkpoint then reads it as it is
+    index = json.loads((probe_dir / "index.json").read_text())
     worlds = {info["world"] for info in index.values()}
     if len(worlds) != 1:
-        raise SystemExit(f"data/probe/index.json mixes worlds {sorted(worlds)}: remake the checkpoints together")
+        raise SystemExit(f"{probe_dir / 'index.json'} mixes worlds {sorted(worlds)}: remake the checkpoints together")
     world = worlds.pop().split("@")[0]
     rows = []
     for name, info in sorted(index.items(), key=lambda kv: (kv[0].split("_0")[0], kv[1]["steps"])):
-        model, _ = load_lesson_checkpoint(f"probe/{name}")
+        model, _ = load_lesson_checkpoint(str(probe_dir / name))
         began = time.time()
         row = {"checkpoint": name, "model": name.rsplit("_", 1)[0], "steps": info["steps"],
                "train_seconds": info["train_seconds"]}
@@ -95,7 +100,7 @@ def main(argv=None) -> int:
         free = two_eyes(images, labels)
         row["pair_agreement"], row["two_eyes"] = free.pair_score, float(free.score)
         for region in ("eye", "cheek", "none"):
-            row[region] = missing_eye_probe(model, region, args.n, STEPS, JUMP, RESAMPLES, world=world).record()
+            row[region] = missing_eye_probe(model, region, args.n, args.steps, JUMP, RESAMPLES, world=world).record()
         att = eye_to_eye_attention(model, t_values=(100, 400), n=32)
         row["attention"] = {str(t): {k: v.tolist() for k, v in parts.items()} for t, parts in att.items()}
         row["seconds"] = time.time() - began
@@ -103,16 +108,16 @@ def main(argv=None) -> int:
         print(json.dumps({k: rows[-1][k] for k in ("checkpoint", "pair_agreement", "seconds")}),
               json.dumps({k: rows[-1]["eye"][k] for k in ("faces", "completed", "follow")}), flush=True)
     last = max((r for r in rows if r["model"] == "mdtv2"), key=lambda r: r["steps"])
-    model, _ = load_lesson_checkpoint(f"probe/{last['checkpoint']}")
+    model, _ = load_lesson_checkpoint(str(probe_dir / last["checkpoint"]))
     jumps = []
     for resamples in (1, 2, 3, 5):
-        r = missing_eye_probe(model, "eye", args.n, STEPS, JUMP, resamples, world=world, follow=False)
+        r = missing_eye_probe(model, "eye", args.n, args.steps, JUMP, resamples, world=world, follow=False)
         jumps.append(rounded({"resamples": resamples, "completed": r.completed, "completed_ci": r.completed_ci,
                               "faces": r.faces}))
         print(json.dumps(jumps[-1]), flush=True)
     write_json(Path(args.out), {
-        "made_by": "tools/probe_checkpoints.py", "commit": commit, "world": world,
-        "probe": {"n": args.n, "steps": STEPS, "jump_length": JUMP, "resamples": RESAMPLES},
+        **made, "world": world,
+        "probe": {"n": args.n, "steps": args.steps, "jump_length": JUMP, "resamples": RESAMPLES},
         "free_samples": args.samples, "free_chance": blind_rates(world),
         "rows": rows, "resampling": {"checkpoint": last["checkpoint"], "rows": jumps}})
     print(f"wrote {args.out}")

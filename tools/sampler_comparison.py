@@ -1,12 +1,15 @@
 """Lesson 09's sampler comparison on enough samples to mean something (a 60-second lesson shows only 16).
 
     python tools/sampler_comparison.py [--n 512] [--out data/sampler_comparison.json]
+                                       [--checkpoint data/lesson09_mdtv2_tiny.pt]
 
 Samples the committed lesson 09 checkpoint (MDTv2-T/4) with DDPM-250, DDPM-50, DDIM-50 (ADM's ddim50
 spacing) and DDIM-10 from the same starting noise and classes, scores each set with the checker (pair
 agreement, the headline, and the two-eyes verdict), and times each sampler per image after a warm-up call
 (so the first call's one-off costs are not counted). A rate p of n samples carries a binomial standard
 error √(p(1−p)/n), written beside it. The record names the checkpoint's world and the commit it ran at.
+`--checkpoint` (relative to the repository root, or absolute) compares the samplers on another lesson
+checkpoint: tests/test_tools.py runs a tiny one.
 """
 from __future__ import annotations
 
@@ -21,8 +24,10 @@ from mdt_teach.checkpoint import write_json
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.lessons import load_lesson_checkpoint
 from mdt_teach.metrics import two_eyes
-from mdt_teach.resources import repo_commit
 from mdt_teach.sampling import sample
+from provenance import provenance
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SAMPLERS = [("ddpm", "250"), ("ddpm", "50"), ("ddim", "ddim50"), ("ddim", "ddim10")]
 
@@ -32,9 +37,12 @@ def main(argv=None) -> int:
     parser.add_argument("--n", type=int, default=512)
     parser.add_argument("--out", default="data/sampler_comparison.json")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--checkpoint", default="data/lesson09_mdtv2_tiny.pt",
+                        help="a lesson checkpoint (default: lesson 09's)")
     args = parser.parse_args(argv)
+    made = provenance(__file__, argv)
     torch.set_num_threads(args.threads)
-    model, info = load_lesson_checkpoint("lesson09_mdtv2_tiny.pt")
+    model, info = load_lesson_checkpoint(str(ROOT / args.checkpoint))      # an absolute path stays as it is
     diffusion = GaussianDiffusion()
     y = torch.arange(args.n) % model.num_classes
     z = torch.randn(args.n, model.in_channels, model.input_size, model.input_size,
@@ -51,9 +59,8 @@ def main(argv=None) -> int:
                      "pair_standard_error": se(r.pair_score), "two_eyes": round(r.score, 4),
                      "standard_error": se(r.score), "ms_per_image": round(1000 * seconds / args.n, 2)})
         print(rows[-1], flush=True)
-    write_json(Path(args.out), {"checkpoint": "data/lesson09_mdtv2_tiny.pt", "model": info["model"],
-                                "world": info.get("world"), "threads": args.threads, "commit": repo_commit(),
-                                "made_by": "tools/sampler_comparison.py", "rows": rows})
+    write_json(Path(args.out), {"checkpoint": args.checkpoint, "model": info["model"], "world": info.get("world"),
+                                "threads": args.threads, **made, "rows": rows})
     print(f"wrote {args.out}")
     return 0
 

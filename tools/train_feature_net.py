@@ -2,6 +2,7 @@
 
     .venv/bin/python tools/train_feature_net.py            # writes data/feature_net.pt
     .venv/bin/python tools/train_feature_net.py --out /tmp/fn.pt --steps 200
+    .venv/bin/python tools/train_feature_net.py --out /tmp/fn.pt --steps 2 --n-smileys 16 --held-out 16   # tests
 
 Task: one 18-way classifier — for smileys, the expression (4 classes) *and* whether the two eyes agree
 (real faces: classes 0–3; faces whose right eye a relation-blind painter redrew, `painters.paint`:
@@ -28,6 +29,7 @@ from mdt_teach.checkpoint import atomic_save
 from mdt_teach.data import SMILEY_CLASSES, Digits, render_meta, smileys_batch
 from mdt_teach.metrics import FEATURE_CLASSES, FeatureNet
 from mdt_teach.painters import paint
+from provenance import provenance
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SEEDS = {"smileys": 10_000, "smileys-varied": 10_001}
@@ -90,11 +92,11 @@ def train(steps: int, batch_size: int, n_smileys: int, lr: float, seed: int) -> 
 
 
 @torch.no_grad()
-def held_out_accuracy(net: FeatureNet) -> dict:
-    """Accuracy on fresh smileys (seed 1, both worlds; real and painted) and on all digits (seen in training)."""
+def held_out_accuracy(net: FeatureNet, n: int = 1000) -> dict:
+    """Accuracy on n fresh smileys per world (seed 1; real and painted) and on all digits (seen in training)."""
     out = {}
     for world in TRAIN_SEEDS:
-        x, y = faces(1000, world, seed=1)
+        x, y = faces(n, world, seed=1)
         out[world] = float((net(x).argmax(1) == y).float().mean())
     d = Digits()
     out["digits_train"] = float((net(d.images).argmax(1) == d.labels + 2 * K).float().mean())
@@ -109,16 +111,18 @@ def main(argv=None) -> int:
     parser.add_argument("--n-smileys", type=int, default=8000, help="training smileys per world")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--held-out", type=int, default=1000, help="held-out smileys per world for the accuracy")
     args = parser.parse_args(argv)
+    made = provenance(__file__, argv)
     net, report = train(args.steps, args.batch_size, args.n_smileys, args.lr, args.seed)
-    report["accuracy"] = held_out_accuracy(net)
+    report["accuracy"] = held_out_accuracy(net, args.held_out)
     print(report)
     config = {"num_classes": net.head[-1].out_features, "width": net.embed.in_features // 8,
               "feature_dim": net.embed.out_features}
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_save({"config": config, "state_dict": state, "classes": list(FEATURE_CLASSES), "report": report,
-                 "world": "smileys@2", "made_by": "tools/train_feature_net.py"}, args.out)
+                 "world": "smileys@2", **made}, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e3:.0f} kB)")
     return 0
 

@@ -22,7 +22,10 @@ def run(args: argparse.Namespace) -> int:
     """Compute and print one number."""
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}")
-    value = fid_between(args.samples, args.reference, args.features, args.batch_size, args.device)
+    try:
+        value = fid_between(args.samples, args.reference, args.features, args.batch_size, args.device)
+    except ModuleNotFoundError as err:   # `fid._inception`: no [fid] extra; its message says what to install
+        raise ValueError(str(err)) from None
     name = "FID" if args.features == "inception" else "FD-smileys"
     print(f"{name} {value:.4f}  ({args.samples} vs {args.reference})")
     return 0

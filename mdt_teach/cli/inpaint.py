@@ -18,7 +18,7 @@ from ..data import load_image
 from ..diffusion import GaussianDiffusion
 from ..sampling import inpaint, keep_from_tokens, space_timesteps
 from ..vae import DEFAULT_VAE, VAE_DECODERS, decode_if_latent, load_vae
-from ..viz.images import save_grid
+from ..images import save_grid
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..data import WORLDS
-from ..race import VARIANTS, RaceSettings, gpu_preset, parse_variants, run_race, summarize_folder
+from ..race import CLASSIC_FOLDER, RACE_FOLDER, VARIANTS, RaceSettings, gpu_preset, parse_variants, run_race, summarize_folder
 from ..sweep import run_sweep
 from ..sampling import METHODS, space_timesteps
 
@@ -15,12 +15,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = RaceSettings()
     parser.add_argument("--budget", type=float, default=d.budget,
                         help=f"calibrated training minutes per (variant, seed) (default {d.budget:g})")
-    parser.add_argument("--out", default="data/race/cpu", help="results folder (default data/race/cpu)")
+    parser.add_argument("--out", default=RACE_FOLDER, help=f"results folder (default {RACE_FOLDER})")
     parser.add_argument("--work", default="runs/race", help="checkpoints of unfinished runs (default runs/race)")
     parser.add_argument("--variants", default=None, help=f"comma-separated subset of {','.join(VARIANTS)}")
     parser.add_argument("--seeds", default=None,
                         help="comma-separated seeds for every chosen variant (default: each variant's own: "
-                             "0,1,2 for dit, mdtv2, mdtv2_mask0; 0 for the others)")
+                             f"0,1,2 for {', '.join(n for n, v in VARIANTS.items() if len(v.seeds) == 3)}; "
+                             "0,1 for the others)")
     parser.add_argument("--seed", type=int, default=0, help="the sweep's seed (default 0)")
     parser.add_argument("--batch-size", type=int, default=d.batch_size)
     parser.add_argument("--eval-minutes", type=float, default=d.eval_minutes,
@@ -30,8 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--final-samples", type=int, default=d.n_final,
                         help=f"samples of the final evaluation (default {d.n_final})")
     parser.add_argument("--world", default=d.world, choices=WORLDS,
-                        help=f"the smileys world to race on (default {d.world}; the committed data/race/cpu is "
-                             "smileys-classic: pass that to --summarize it)")
+                        help=f"the smileys world to race on (default {d.world}; the committed classic race, "
+                             f"{CLASSIC_FOLDER}, is smileys-classic: pass that to --summarize it)")
     parser.add_argument("--label", default="cpu", help="what ran it, stored in summary.json (cpu / gpu)")
     parser.add_argument("--sample-steps", default=d.sample_steps,
                         help="respacing of the fixed evaluation sampler (default ddim25: ADM's DDIM-style stride)")
@@ -41,8 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of racing: the learning-rate sweep that picks each contestant's lr "
                              "(sweep.SWEEP_RULE; --budget minutes per run, results under OUT/sweep)")
     parser.add_argument("--preset", choices=["gpu"], default=None,
-                        help="gpu: DiT vs MDTv2 vs mask-0 at S/2 (256 tokens, the paper's regime) in about six "
-                             "minutes of one GPU; results in data/race/gpu (its own budget and evaluation flags)")
+                        help="gpu: the main chain (DiT, + Min-SNR, MDTv2's architecture, its second pass, masking) "
+                             "at S/2 (256 tokens, the paper's regime) in about eight minutes of one GPU; results in "
+                             "data/race/gpu (its own budget and evaluation flags)")
     parser.add_argument("--summarize", action="store_true",
                         help="train nothing: rewrite OUT/summary.json from the runs finished so far")
     parser.add_argument("--probe-every", type=int, default=d.probe_every,
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                             world=args.world)
     if args.preset == "gpu":
         variants, settings = gpu_preset()
-        out = Path(args.out if args.out != "data/race/cpu" else "data/race/gpu")
+        out = Path(args.out if args.out != RACE_FOLDER else "data/race/gpu")
         label = args.label if args.label != "cpu" else "gpu"
         run_race(out, settings, variants, [0], work=Path(args.work) / "gpu", label=label)
         return 0

@@ -1,7 +1,8 @@
 """`mdt-teach sample`: an image grid from a checkpoint — one of ours (EMA weights) or an official MDT / DiT one.
 
 Official checkpoints hold SD-VAE latents; their samples are decoded with `mdt_teach.vae`. `--preset fid`
-and `--preset demo` set the official settings (`sampling.PRESETS`); any flag given explicitly wins.
+and `--preset demo` set the official settings (`sampling.preset`: MDT's, or DiT's own for a DiT checkpoint);
+any flag given explicitly wins.
 """
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ import torch
 
 from ..compat import load_model
 from ..config import setup
-from ..sampling import METHODS, PRESETS, default_scale_pow, generate, space_timesteps
+from ..sampling import METHODS, PRESETS, default_scale_pow, generate, preset, space_timesteps
 from ..vae import VAE_DECODERS, decode_if_latent
-from ..viz.images import save_grid
+from ..images import save_grid
 
 DEFAULTS = dict(steps="100", method="ddpm", cfg_scale=1.0, scale_pow=None, vae_decoder="mse", seed=0, labels=None)
 
@@ -25,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n", type=int, default=32, help="number of images (default 32)")
     parser.add_argument("--preset", choices=sorted(PRESETS), default=None,
                         help="official settings: fid = 250 DDPM steps, cfg 3.8, pow 4, ema decoder, random "
-                             "classes (scripts/image_sample.py); demo = 250 steps, cfg 4.0, pow 0.01, seed 1, "
-                             "the demo's six classes (infer_mdt.py)")
+                             "classes (scripts/image_sample.py; DiT checkpoints: cfg 1.5, pow 0, as DiT's "
+                             "sample_ddp.py); demo = 250 steps, cfg 4.0, pow 0.01 (DiT: 0), seed 1, the demo's "
+                             "six classes (infer_mdt.py)")
     parser.add_argument("--cfg", dest="cfg_scale", type=float, default=None,
                         help="guidance scale w (1 = none; default 1)")
     parser.add_argument("--scale-pow", type=float, default=None,
@@ -47,9 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="samples.png", help="output PNG (default samples.png)")
 
 
-def sampling_settings(args: argparse.Namespace) -> dict:
-    """DEFAULTS, then the preset, then every flag given explicitly."""
-    settings = {**DEFAULTS, **PRESETS.get(args.preset or "", {})}
+def sampling_settings(args: argparse.Namespace, family: str | None = None) -> dict:
+    """DEFAULTS, then the preset (DiT's own for `family` "DiT"), then every flag given explicitly."""
+    settings = {**DEFAULTS, **preset(args.preset, family)}
     settings.update({k: getattr(args, k) for k in DEFAULTS if getattr(args, k, None) is not None})
     return settings
 
@@ -84,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     parse_labels(s["labels"], args.n, None)
     device = setup(quiet=True).device  # the profile decides (config is the only module that asks CUDA)
     model, info = load_model(args.ckpt, use_ema=not args.no_ema, device=device, decode_layer=args.decode_layer)
+    s = sampling_settings(args, getattr(model, "family", None))   # a DiT checkpoint gets DiT's own preset
     labels = parse_labels(s["labels"], args.n, model.num_classes, s["seed"])
     scale_pow = default_scale_pow(model) if s["scale_pow"] is None else s["scale_pow"]
     images, _ = generate(model, args.n, steps=s["steps"], cfg_scale=s["cfg_scale"], seed=s["seed"],

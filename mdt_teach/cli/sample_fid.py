@@ -1,10 +1,12 @@
 """`mdt-teach sample-fid` (also under `torchrun ... -m mdt_teach sample-fid`): N samples for FID in the
 official .npz layout (`fid_samples.sample_for_fid`). Defaults are the official FID settings (`--preset fid`):
-250 DDPM steps, cfg 3.8, pow 4 (DiT: constant guidance), the ema VAE decoder, random classes, N = 50,000.
+250 DDPM steps, cfg 3.8, pow 4, the ema VAE decoder, random classes, N = 50,000; a DiT checkpoint gets DiT's
+own FID setting, cfg 1.5 with constant guidance (pow 0; `sampling.preset`).
 """
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch.distributed as torch_dist
 
@@ -12,7 +14,7 @@ from ..compat import load_model
 from ..config import setup
 from ..distributed import dist_from_env, init_distributed
 from ..fid_samples import FidSampling, sample_for_fid
-from ..sampling import METHODS, PRESETS, default_scale_pow, space_timesteps
+from ..sampling import METHODS, PRESETS, preset, space_timesteps
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +28,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
     parser.add_argument("--steps", default=fid["steps"], help=f"respacing (default {fid['steps']})")
     parser.add_argument("--method", default=fid["method"], choices=METHODS, help="sampler (default ddpm)")
-    parser.add_argument("--cfg", type=float, default=fid["cfg_scale"],
-                        help=f"guidance scale (default {fid['cfg_scale']})")
+    parser.add_argument("--cfg", type=float, default=None,
+                        help=f"guidance scale (default {fid['cfg_scale']:g}; DiT checkpoints 1.5, as DiT's FID)")
     parser.add_argument("--scale-pow", type=float, default=None,
                         help="guidance schedule power (default: 4 for MDT, 0 = constant for DiT)")
     parser.add_argument("--vae-decoder", default=fid["vae_decoder"], help="latent models: ema | mse | a folder | tiny "
@@ -37,23 +39,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress line")
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """One sentence naming this command's flag for every bad value, before a process group or a checkpoint."""
+    for flag, value in (("--num-samples", args.num_samples), ("--shard-size", args.shard_size)):
+        if value < 1:
+            raise ValueError(f"{flag} must be at least 1, got {value}")
+    if Path(args.out).is_file():
+        raise ValueError(f"--out {args.out} is a file; name a folder for the shards and the .npz")
+    space_timesteps(1000, args.steps)
+
+
 def run(args: argparse.Namespace) -> int:
     """Check, join the process group, load, sample this rank's shards; rank 0 writes the .npz."""
-    space_timesteps(1000, args.steps)
+    check_arguments(args)
     run_cfg = setup(quiet=True)
     dist = dist_from_env()
     device = init_distributed(dist, run_cfg.device)
     try:
         model, info = load_model(args.ckpt, device=device, decode_layer=args.decode_layer)
-        scale_pow = default_scale_pow(model) if args.scale_pow is None else args.scale_pow
+        fid = preset("fid", getattr(model, "family", None))        # MDT's official setting, or DiT's own
+        cfg_scale = fid["cfg_scale"] if args.cfg is None else args.cfg
+        scale_pow = fid["scale_pow"] if args.scale_pow is None else args.scale_pow
         settings = FidSampling(ckpt=str(args.ckpt), n=args.num_samples, seed=args.seed, steps=str(args.steps),
-                               method=args.method, cfg_scale=args.cfg, scale_pow=scale_pow,
+                               method=args.method, cfg_scale=cfg_scale, scale_pow=scale_pow,
                                vae_decoder=args.vae_decoder, shard_size=args.shard_size)
         path = sample_for_fid(model, settings, args.out, dist, progress=not args.no_progress)
         if path is not None:
-            print(f"{info}: {args.num_samples} samples ({args.method} {args.steps} steps, cfg {args.cfg:g}, "
-                  f"pow {scale_pow:g}) "
-                  f"→ {path}")
+            print(f"{info}: {args.num_samples} samples ({args.method} {args.steps} steps, cfg {cfg_scale:g}, "
+                  f"pow {scale_pow:g}) → {path}")
     finally:
         if torch_dist.is_initialized():
             torch_dist.destroy_process_group()

@@ -25,7 +25,7 @@ _FLAGS = [  # (flag, type, help); every default is None so the trainer knows wha
     ("--batch-size", int, "GLOBAL batch over all processes and accumulation steps (default: the profile's)"),
     ("--out", str, "run folder (default runs/<model>-<data>-<time>)"),
     ("--seed", int, "seed of the init, the data order and every training draw (default 0)"),
-    ("--ckpt-every", int, "checkpoint every K steps (default 500)"),
+    ("--ckpt-every", int, "checkpoint every K steps (default: the profile's, 500; full 10000 as the official run)"),
     ("--minutes", float, "training-time budget in minutes; sample grids and evaluations do not count "
                          "(default: none; the run ends at --steps)"),
     ("--profile", str, "tiny | small | full (default: auto)"),

@@ -5,7 +5,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from mdt_teach.sampling import cfg_scale_at, sample
+from mdt_teach.guidance import cfg_scale_at
+from mdt_teach.sampling import sample
 from mdt_teach.viz.images import image_grid
 from mdt_teach.viz import core
 
