@@ -240,7 +240,9 @@ def format_plan(plan: MemoryPlan, other: MemoryPlan | None = None) -> str:
     lines = [f"{plan.model} on {plan.gpus} GPU(s): {plan.per_gpu_batch} images per GPU per step "
              f"(micro-batch {plan.micro_batch}), {plan.opt}{' + ZeRO' if plan.zero else ''}, autocast {plan.dtype}"]
     lines += [f"  {name:<68} {value / GB:8.2f} GB" for name, value in rows]
-    lines.append(f"  {'total per GPU (+ CUDA context, allocator slack: ~2 GB)':<68} {plan.total / GB:8.2f} GB")
+    lines.append(f"  {'total per GPU (the rows above)':<68} {plan.total / GB:8.2f} GB")
+    lines.append(f"  {'  + CUDA context and allocator slack (~2 GB): what the GPU must hold':<68} "
+                 f"{(plan.total + CONTEXT_BYTES) / GB:8.2f} GB")
     if other is not None:
         lines.append(f"  with {other.opt}{' + ZeRO' if other.zero else ''} instead: optimizer "
                      f"{other.optimizer / GB:.2f} GB, total {other.total / GB:.2f} GB")

@@ -214,7 +214,7 @@ mask_explorer_widget(images, patch_size=p)
 # %% [markdown]
 # <details><summary>Solutions</summary>
 #
-# 1. K ∈ [128, 179]. ρ = 0.3 gives int(179.2) = 179. The top end is subtler: 256·(1 − ρ) =
+# 1. K ∈ [128, 179]. ρ = 0.3 gives int(179.2) = 179. The bottom end is subtler: 256·(1 − ρ) =
 #    128 + 51.2·(1 − u) falls below 129 as soon as u > 0.98, so K = 128 in about 2% of the passes —
 #    `masking.num_kept(256, torch.tensor([0.3 + 0.2 * 0.99]))` is 128.
 # 2. The permutation depends only on the noise, and the kept set is a prefix of it:

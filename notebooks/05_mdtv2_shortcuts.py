@@ -184,12 +184,12 @@ for (name, kind), value in change.items():
     print(f"{name:7s} perturb a {kind:6s} patch → output there moves by {value:.2f}")
 
 # %% [markdown]
-# > **What the official code actually does.** The MDTv2 paper describes masking as hiding tokens from
-# > the network; in the code, masking hides them **only from the encoder**. The dense shortcut gives
-# > every decoder block concat[h, h0] with h0 the full noisy input (with `pos_embed`, not
-# > `decoder_pos_embed`), so the masked pass of v2 is an easier task than v1's: the decoder can read
-# > the noisy hidden patches, and the encoder's context only has to help. The paper writes the decoder
-# > input as B̂ ⊕ u with u the full token set, which agrees with the code.
+# > **What the official code actually does.** Masking hides tokens **only from the encoder**. The dense
+# > shortcut gives every decoder block concat[h, h0] with h0 the full noisy input (with `pos_embed`, not
+# > `decoder_pos_embed`), so the masked pass of v2 is an easier task than v1's: the decoder can read the
+# > noisy hidden patches, and the encoder's context only has to help. The paper's equation says the same —
+# > it writes the decoder input as B̂ ⊕ u, with u the full token set — even where its prose speaks more
+# > loosely of hiding tokens from the network.
 
 # %% [markdown]
 # ### What that changes in the loss
@@ -232,9 +232,9 @@ assert errors[("MDTv2", 100)]["masked_hidden"] > errors[("MDTv2", 100)]["unmaske
 # is the signal that rewards inferring one part from the others.
 #
 # Whether that signal makes the model relate the parts of a face sooner than DiT — the paper's story of
-# the second eye — is not measured here: lesson 08 races the models, and a direct missing-eye test is
-# still to come ([docs/masked_pass.md](../docs/masked_pass.md) keeps what is measured apart from what is
-# hypothesis).
+# the second eye — is not measured here: lesson 08 races the models, and lesson 11 tests the relation
+# directly with the missing-eye probe ([docs/masked_pass.md](../docs/masked_pass.md) keeps what is
+# measured apart from what is hypothesis).
 
 # %% [markdown]
 # ## 4 · Parameters and FLOPs at every size
@@ -274,7 +274,7 @@ with torch.device("meta"):
 # | its relative-bias table: (2·16 − 1)² + 3 = 964 rows × H | 964H |
 # | blocks with a bias: h in + h out + dl decoder + 1 side block | × (2h + dl + 1) |
 # | one skip projection `skip_linear`: 2D → D | 2D² + D, × (h + dl) |
-# | pos_embed + decoder_pos_embed (256 × D each, frozen but stored) | 512D |
+# | pos_embed + decoder_pos_embed (256 × D each, learned, both initialised to the sin-cos table) | 512D |
 # | mask token | D |
 # | patch embedding: a p × p conv from C = 4 channels, + bias | 16D + D = 17D |
 # | timestep embedder: 256 → D → D | (256D + D) + (D² + D) = D² + 258D |

@@ -291,24 +291,30 @@ def test_learning_rate_sweep_picks_by_its_declared_rule(tmp_path, monkeypatch):
     group = summary["groups"]["DiT-T/4 adamw"]
     assert [r["lr"] for r in group["runs"]] == [1e-3, 3e-3] and group["steps"] >= 1
     top = max(r["pair_agreement"] for r in group["runs"])
-    tied = [r for r in group["runs"] if r["pair_agreement"] >= top - 0.03]
+    se = lambda p: p * (1 - p) / 16                                                # noqa: E731  (16 samples)
+    tied = [r for r in group["runs"] if top - r["pair_agreement"] <= 2 * (se(top) + se(r["pair_agreement"])) ** 0.5]
     assert group["winner_lr"] == min(tied, key=lambda r: (r["fd_smileys"], r["lr"]))["lr"]
     assert summary["rule"] == sweep.SWEEP_RULE and (tmp_path / "race" / "sweep" / "summary.json").exists()
+    assert group["first_rule_winner_lr"] in (1e-3, 3e-3) and summary["first_rule"] == sweep.FIRST_RULE
     run = json.loads((tmp_path / "race" / "sweep" / "dit_adamw_lr0.001.json").read_text())
     assert run["world"] == "smileys@2" and run["lr"] == 1e-3 and summary["clipping"] == 1.0
     rec = lambda lr, pair, fd: {"lr": lr, "curve": [{"pair_agreement": pair, "fd_smileys": fd}]}   # noqa: E731
-    assert sweep.winner([rec(1e-3, 0.10, 10.0), rec(2e-3, 0.30, 30.0), rec(4e-3, 0.28, 20.0)])["lr"] == 4e-3
-    assert sweep.winner([rec(1e-3, 0.10, 10.0), rec(2e-3, 0.30, 30.0), rec(4e-3, 0.26, 20.0)])["lr"] == 2e-3
-    assert sweep.winner([rec(1e-3, 0.0, 40.0), rec(2e-3, 0.0, 40.0)])["lr"] == 1e-3     # all at the floor: FD, lr
+    # at 512 samples two standard errors of a difference near 30% are about 0.057
+    assert sweep.winner([rec(1e-3, 0.10, 10.0), rec(2e-3, 0.30, 30.0), rec(4e-3, 0.26, 20.0)], 512)["lr"] == 4e-3
+    assert sweep.winner([rec(1e-3, 0.10, 10.0), rec(2e-3, 0.30, 30.0), rec(4e-3, 0.23, 20.0)], 512)["lr"] == 2e-3
+    assert sweep.winner([rec(1e-3, 0.0, 40.0), rec(2e-3, 0.0, 40.0)], 512)["lr"] == 1e-3   # all at the floor: FD
+    # near 0 a difference of three standard errors is not a tie (the amendment); the first rule called it one
+    dit = [rec(1e-3, 0.0, 59.6), rec(2e-3, 0.0, 67.1), rec(4e-3, 8 / 512, 65.2)]
+    assert sweep.winner(dit, 512)["lr"] == 4e-3 and sweep.winner(dit, 512, fixed_tie=sweep.FIRST_TIE)["lr"] == 1e-3
 
 
 def test_a_sweep_winner_at_the_edge_of_its_grid_extends_the_grid():
     import mdt_teach.sweep as sweep
     rec = lambda lr, pair: {"lr": lr, "curve": [{"pair_agreement": pair, "fd_smileys": 30.0}]}   # noqa: E731
-    assert sweep.next_lr([rec(1e-3, 0.1), rec(2e-3, 0.2)], extended=0) == 4e-3       # top edge: double
-    assert sweep.next_lr([rec(1e-3, 0.3), rec(2e-3, 0.2)], extended=0) == 5e-4       # bottom edge: halve
-    assert sweep.next_lr([rec(1e-3, 0.1), rec(2e-3, 0.2), rec(4e-3, 0.15)], extended=1) is None   # inside
-    assert sweep.next_lr([rec(1e-3, 0.1), rec(2e-3, 0.2)], extended=sweep.EXTEND) is None        # enough
+    assert sweep.next_lr([rec(1e-3, 0.1), rec(2e-3, 0.2)], 0, 512) == 4e-3                # top edge: double
+    assert sweep.next_lr([rec(1e-3, 0.3), rec(2e-3, 0.2)], 0, 512) == 5e-4                # bottom edge: halve
+    assert sweep.next_lr([rec(1e-3, 0.1), rec(2e-3, 0.2), rec(4e-3, 0.1)], 1, 512) is None  # inside
+    assert sweep.next_lr([rec(1e-3, 0.1), rec(2e-3, 0.2)], sweep.EXTEND, 512) is None       # enough
 
 
 def test_variants_timed_later_share_the_first_calibrations_clock(monkeypatch, tmp_path):
@@ -368,9 +374,22 @@ def test_the_gpu_preset_runs_end_to_end_in_miniature_on_the_cpu(monkeypatch, tmp
     assert rec["model"] == "MDTv2-S/2" and rec["steps"] == 2 and [p["step"] for p in rec["curve"]] == [0, 2]
 
 
-def test_the_committed_race_summary_is_recomputed_from_its_run_files_and_the_readme_states_it():
-    """data/race/cpu/summary.json is what `summarize` computes from the per-run files it lists (not re-read from
-    itself), and the README's race tables are `markdown_table` of that recomputation, at equal time and steps."""
+@pytest.mark.parametrize("folder", ["cpu", "relational"])
+def test_every_committed_race_summary_is_recomputed_from_its_run_files(folder):
+    """Each data/race/<folder>/summary.json is what `summarize` computes from the per-run files it lists (not
+    re-read from itself), with its world's headline metric and its stored chance line."""
+    committed, records = load_results(data_file(f"race/{folder}"))
+    first = next(iter(records.values()))
+    recomputed = rs.summarize(records, headline=rs.headline_of(first.get("world")),
+                              chance=committed.get("chance_line", 0.0))
+    for key in ("targets", "models", "contrasts", "chain_shares"):
+        if key in committed:
+            assert recomputed[key] == committed[key], key
+
+
+def test_the_classic_race_summary_is_recomputed_from_its_run_files_and_the_readme_states_it():
+    """The README's race tables are `markdown_table` of the classic race recomputed from its run files, at equal
+    time and steps."""
     from pathlib import Path
     committed, records = load_results(data_file("race/cpu"))
     recomputed = rs.summarize(records, headline=rs.headline_of(records["dit_seed0"].get("world")))
