@@ -44,21 +44,18 @@ run = mdt_teach.setup()
 # and a mouth but the other eye is missing, and at 300k the ears still disagree. The per-token
 # denoising loss never asks the model to relate one part to another.
 #
-# MDT adds **mask latent modelling**: a second, masked pass in every training step, run by an asymmetric
-# transformer (encoder on the visible tokens → side-interpolater → decoder). At inference nothing is
-# masked, so sampling costs what DiT's does. What the masked pass teaches, in one paragraph (lessons 03–05
-# build and measure each part of it):
+# MDT adds **mask latent modelling**: a second, masked pass in every training step. The noisy image is
+# cut into small patches (tokens), some of them are hidden from the network, and it must still remove
+# the noise from every patch. To do that well on a hidden patch it would have to guess it from the
+# visible ones — which is the relating the per-token loss never asked for. At inference nothing is
+# hidden, so sampling costs what DiT's does. Whether the hidden patches can teach anything turns on a
+# detail of the architecture: lesson 03 builds the hiding, lessons 04 and 05 the two networks that use
+# it, and lesson 05 tells the whole account once every piece exists
+# ([docs/masked_pass.md](../docs/masked_pass.md) keeps it too).
 #
-# The masked pass hides 30–50% of the noisy tokens from the encoder and still asks for the noise of
-# every token. In MDT v1 a hidden token's noise is unknowable — the model never reads its x_t — so it
-# predicts ε̂ ≈ 0 there and learns only from the visible tokens, denoised in a context with holes that
-# the side-interpolater fills with features inferred from the visible ones. In MDTv2 the dense
-# shortcut hands the decoder every token's x_t, so a hidden token's noise becomes predictable again,
-# from its own noisy input plus the context inferred from the visible tokens: that hidden-token error
-# is the signal that rewards inferring one part from the others.
-#
-# Whether that makes a model relate the parts of an image sooner is the paper's claim. The authors report MDT learning about 3× faster than DiT, and MDTv2 (long and dense shortcuts, the Adan
-# optimizer, Min-SNR loss weights) more than 10× faster, with ImageNet-256 FID 1.58 — their claims;
+# Whether that makes a model relate the parts of an image sooner is the paper's claim. The authors
+# report MDT learning about 3× faster than DiT, and MDTv2 (a rewired network, a new optimizer and a
+# loss weighting: lessons 05–07) more than 10× faster, with ImageNet-256 FID 1.58 — their claims;
 # lesson 08 lets you test the idea yourself at toy scale.
 #
 # Our toy world makes the point visible: **smileys** whose two eyes must agree. Every face draws its own
@@ -109,7 +106,9 @@ plt.title("  ·  ".join(SMILEY_CLASSES[int(y)] for y in labels), fontsize=8)
 plt.show()
 
 # %%
-# Cut the first smiley into 4×4 patches: (C, H, W) → (N, p·p·C), row-major over the grid.
+# Cut the first smiley into 4×4 patches: (C, H, W) → (N, p·p·C), row-major over the grid. Each patch is
+# flattened pixel by pixel, channels last (p1 p2 c); lesson 02 flattens channel first, as the patch
+# embedding's weights do, and says why either order works.
 p = 4
 tokens = rearrange(images[0], "c (gh p1) (gw p2) -> (gh gw) (p1 p2 c)", p1=p, p2=p)  # (64, 48)
 fig = render_token_grid(images[0], patch_size=p, title="8 × 8 = 64 tokens")

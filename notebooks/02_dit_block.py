@@ -78,7 +78,9 @@ print(x.shape, y.tolist())
 # Cut the image into p×p patches, flatten each patch to a vector of p²·C numbers and map it to D
 # numbers with one shared linear layer. A convolution with kernel = stride = p does exactly that, so
 # the official code (timm's `PatchEmbed`) uses `Conv2d(C, D, p, stride=p)`. Tokens are numbered
-# row-major: token n sits at grid row n // G and column n mod G (G = H / p).
+# row-major: token n sits at grid row n // G and column n mod G (G = H / p). Inside a patch the conv's
+# weight (D, C, p, p) fixes the order channel first, (c p1 p2); lesson 00 flattened pixel first,
+# (p1 p2 c). Any fixed order works as long as the weights use the same one — the cell checks it.
 #
 # $$\text{token}_n = W\,\mathrm{vec}(\text{patch}_n) + b, \qquad N = (H/p)^2$$
 
@@ -91,6 +93,12 @@ tokens = patches @ W.T + embed.proj.bias                                        
 
 torch.testing.assert_close(tokens, embed(x), atol=1e-5, rtol=1e-5)
 print("patches", tuple(patches.shape), "→ tokens", tuple(tokens.shape))
+
+# Lesson 00 flattened each patch pixel by pixel, channels last: (p1 p2 c). The same numbers in another order,
+# so a linear layer whose weight columns are permuted the same way gives the same tokens.
+pixel_first = rearrange(x, "b c (gh p1) (gw p2) -> b (gh gw) (p1 p2 c)", p1=p, p2=p)     # (B, N, p·p·C)
+W_pixel_first = rearrange(embed.proj.weight, "d c p1 p2 -> d (p1 p2 c)")                   # (D, p·p·C)
+torch.testing.assert_close(pixel_first @ W_pixel_first.T + embed.proj.bias, tokens, atol=1e-5, rtol=1e-5)
 
 # %% [markdown]
 # ## 2 · Where is each token? The 2-D sin-cos table
@@ -339,7 +347,8 @@ print(f"DiT-T/4 parameters: {count_params(tiny_dit):,}")
 #    model train any worse from scratch? Why does it matter anyway?
 # 2. What fraction of DiT-XL/2's parameters sit in the adaLN layers?
 # 3. Give `zero_block` non-zero **shift** and **scale** but keep the gates at zero. Is it still the identity?
-# 4. Where does the null class go in `MODEL_PRESETS["DiT-T/4"]`, and what index does it get?
+# 4. Build `build_model("DiT-T/4")`, the tiny DiT the later lessons train on smileys. How many rows does
+#    its label table (`y_embedder.embedding_table`) have, and which row is the null class?
 
 # %% [markdown]
 # <details><summary>Solutions</summary>
@@ -350,6 +359,7 @@ print(f"DiT-T/4 parameters: {count_params(tiny_dit):,}")
 # 2. Each block's adaLN layer has 6D² + 6D parameters: 28·(6·1152² + 6·1152) ≈ 223M of 675M, about a third.
 # 3. Yes: every residual branch is multiplied by its gate, so shift and scale only change what the
 #    zeroed gate multiplies. Set `zero_block.adaLN_modulation[-1].bias.data[:2*D] = 1` and rerun the assert.
-# 4. `num_classes=4`, so the label table has 5 rows and the null class is index 4 (`y_embedder.num_classes`).
+# 4. The tiny presets have `num_classes=4` (the four smiley moods), so the table has 4 + 1 = 5 rows and the
+#    null class is the last one, index 4 (`model.y_embedder.num_classes`).
 #
 # </details>

@@ -23,17 +23,11 @@ run = mdt_teach.setup()
 # %% [markdown]
 # ## What you'll learn
 # MDT's training adds a second pass in which part of the (noisy) image tokens is **hidden** from the
-# encoder. What that pass teaches (lessons 04 and 05 measure both halves of it):
+# network, while the loss still asks for the noise of every token. What the hidden tokens can teach
+# depends on the networks that read the visible ones, built in lessons 04 and 05; lesson 05 tells the
+# whole account once they exist ([docs/masked_pass.md](../docs/masked_pass.md) keeps it too).
 #
-# The masked pass hides 30–50% of the noisy tokens from the encoder and still asks for the noise of
-# every token. In MDT v1 a hidden token's noise is unknowable — the model never reads its x_t — so it
-# predicts ε̂ ≈ 0 there and learns only from the visible tokens, denoised in a context with holes that
-# the side-interpolater fills with features inferred from the visible ones. In MDTv2 the dense
-# shortcut hands the decoder every token's x_t, so a hidden token's noise becomes predictable again,
-# from its own noisy input plus the context inferred from the visible tokens: that hidden-token error
-# is the signal that rewards inferring one part from the others.
-#
-# This lesson builds the masking step, exactly as the official code does it (it is MAE's
+# This lesson builds the hiding, the masking step, exactly as the official code does it (it is MAE's
 # `random_masking`):
 # - a random **permutation** per image from the argsort of uniform noise;
 # - the first K = int(L·(1 − r)) tokens of the permutation are kept (**`ids_keep`**), in shuffled order;
