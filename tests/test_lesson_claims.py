@@ -96,3 +96,10 @@ def test_lesson_09_solution_2_quotes_the_committed_measurement():
     lesson = plain((ROOT / "notebooks" / "09_sampling_and_cfg.py").read_text())
     assert f"{rows[0.01]:.4f} with pow 0.01 and {rows[4.0]:.4f} with pow 4" in lesson
     assert abs(rows[0.01] - rows[4.0]) < 0.05 * rows[4.0]      # "there is none": within 5%
+
+
+def test_lesson_02_solution_4_the_tiny_label_table_has_the_null_class_last():
+    from mdt_teach.models import build_model
+
+    model = build_model("DiT-T/4")
+    assert model.y_embedder.num_classes == 4 and model.y_embedder.embedding_table.weight.shape[0] == 5
