@@ -28,8 +28,12 @@ class LatentVAE:
 
     def to(self, device=None, dtype=None) -> "LatentVAE":
         """Move the autoencoder (like nn.Module.to); returns self."""
-        if device is not None or dtype is not None:
-            self.model.to(device=device, dtype=dtype)
+        # Pass only what was given: diffusers' ModelMixin.to warns "modules ... should be kept in float32: []"
+        # whenever a `dtype` keyword is present, even dtype=None (no cast) and even for AutoencoderKL, which
+        # keeps no module in float32 (diffusers 0.42); every moved VAE printed that warning before.
+        given = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+        if given:
+            self.model.to(**given)
         return self
 
     def _dtype_device(self):

@@ -43,6 +43,17 @@ def test_mdt_keeps_both_passes_for_one_backward():
     assert saved_bytes(meta_model("DiT-T/4"), 8, "bf16") < saved_bytes(meta_model("DiT-T/4"), 8, "fp32")
 
 
+def test_activations_are_a_line_in_the_micro_batch():
+    """Lesson 10 derives A(b) = a·b + c from micro-batches 1 and 2; its exercise 1 predicts the 32-GPU plan
+    (micro-batch 8) from that line, and the measured plan must agree to the byte."""
+    xl = meta_model("MDTv2-XL/2")
+    one, two = saved_bytes(xl, 1, "bf16"), saved_bytes(xl, 2, "bf16")
+    a, c = two - one, 2 * one - two
+    plan = memory_plan("MDTv2-XL/2", gpus=32, global_batch=256, opt="adan", dtype="bf16")
+    assert plan.micro_batch == 8 and plan.activations == 8 * a + c
+    assert round((plan.total + CONTEXT_BYTES) / GB, 1) == 30.8      # lesson 10, solution 1: fits 40 GB cards
+
+
 def test_torchrun_lines():
     single = torchrun_command("MDTv2-XL/2", 8, 8, 256, True, None, "bf16", data="lat")
     assert single == ["torchrun --standalone --nproc_per_node=8 -m mdt_teach train --profile full --model MDTv2-XL/2 "

@@ -42,6 +42,17 @@ def test_load_vae_offline_says_what_is_missing(tmp_path):
     assert load_vae("tiny").name == "tiny"
 
 
+def test_moving_a_vae_prints_no_diffusers_warning(capfd):
+    """Lesson 10 printed diffusers' "should be kept in float32: []" warning once per decoded shard: LatentVAE.to
+    passed dtype=None, which diffusers' ModelMixin.to reads as a cast. A move without a dtype is silent now."""
+    vae = load_vae("tiny", device="cpu")
+    vae.to("cpu")
+    assert vae.to(dtype=torch.float64)._dtype_device()[0] == torch.float64    # a real cast still casts
+    capfd.readouterr()
+    load_vae("tiny", device="cpu").to("cpu")
+    assert "kept in float32" not in capfd.readouterr().err
+
+
 def test_load_vae_from_a_local_folder(tmp_path):
     tiny_vae().save_pretrained(tmp_path / "vae")
     vae = load_vae(str(tmp_path / "vae"))
