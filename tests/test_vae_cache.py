@@ -1,5 +1,6 @@
 """VAE wrapper (tiny AutoencoderKL, no download) and the sharded latent cache, end to end."""
 import json
+import types
 
 import numpy as np
 import pytest
@@ -221,3 +222,18 @@ def test_full_profile_trains_on_an_image_folder_by_encoding_every_batch(folder, 
     for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         assert torch.equal(pa, pb), name
     assert a.model.final_layer.linear.weight.abs().max() > 0             # it trained
+
+
+def test_sample_fid_loads_the_decoder_once_for_all_shards(monkeypatch):
+    """decode_if_latent keeps one VAE per (decoder, device): 782 shards must not read the SD-VAE 782 times."""
+    import mdt_teach.vae as vae_module
+
+    loads = []
+    real = vae_module.load_vae
+    monkeypatch.setattr(vae_module, "load_vae", lambda *a, **k: loads.append(a) or real(*a, **k))
+    vae_module._decoder.cache_clear()
+    model = types.SimpleNamespace(in_channels=4)
+    z = torch.randn(2, 4, 4, 4)
+    pixels = [vae_module.decode_if_latent(model, z, "tiny") for _ in range(3)]                 # three "shards"
+    assert len(loads) == 1 and all(torch.equal(pixels[0], x) for x in pixels)
+    vae_module._decoder.cache_clear()
