@@ -181,6 +181,9 @@ class RunLogger:
                    "final_loss": metrics[-1]["loss"] if metrics else None, **scores, **chance,
                    "checkpoint": str(self.t.out / "ckpt"), "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
         write_json(self.out / "summary.json", summary)
-        print(f"mdt-teach train: {self.t.step} steps in {train_seconds / 60:.1f} min; samples, metrics.jsonl, "
-              f"loss_curve.png and checkpoints in {self.out}/", flush=True)
+        written = [label for name, label in (("samples", "samples"), ("metrics.jsonl", "metrics.jsonl"),
+                                             ("loss_curve.png", "loss_curve.png"), ("ckpt", "checkpoints"))
+                   if (self.out / name).is_file() or (self.out / name).is_dir() and any((self.out / name).iterdir())]
+        print(f"mdt-teach train: {self.t.step} steps in {train_seconds / 60:.1f} min; "
+              f"{', '.join(written + ['summary.json'])} in {self.out}/", flush=True)   # only what is there
         return summary

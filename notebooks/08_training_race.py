@@ -90,8 +90,10 @@ for group, g in sweep["groups"].items():
 #
 # ## Step 2 · a short race, live
 # A real race takes hours. To see the machinery run, race three *smaller* models (depth 2, width 64) for
-# a few seconds each (and at least 20 steps each, however busy the machine: a model cut to 4 steps would
-# "reach" nothing, and a target its untrained model already meets is left out). Every evaluation samples the
+# 12 calibrated seconds each. The clock is the committed race's (`data/race/relational/calibration.json`:
+# each variant's seconds per step, timed side by side on an idle machine), so a busy machine cannot change
+# who gets how many steps; no model gets fewer than 20 (a model cut to 4 steps would "reach" nothing), and
+# a target its untrained model already meets is left out. Every evaluation samples the
 # EMA model from fixed noise and scores the faces: the two-eyes funnel (face found → two eye blobs → pass),
 # pair agreement and FD-smileys. **This live race is far too short to rank anything**: the committed race
 # below does that.
@@ -108,10 +110,13 @@ small = {"depth": 2, "hidden_size": 64, "num_heads": 4}
 live_variants = [dataclasses.replace(v, overrides={**v.overrides, "model_args": {**v.overrides.get("model_args", {}),
                                                                                    **small}})
                  for v in (VARIANTS["dit"], VARIANTS["mdtv2"], VARIANTS["mdtv2_mask0"])]
-minutes = 0.1 if run.profile == "tiny" else 2.0  # training per model
-live_settings = RaceSettings(budget=minutes, batch_size=16, eval_minutes=minutes / 5, n=64, n_final=0, probe_every=0,
-                             min_steps=20)   # a busy machine cannot cut a model below 20 steps
+minutes = 0.2 if run.profile == "tiny" else 2.0  # calibrated training minutes per model
+live_settings = RaceSettings(budget=minutes, batch_size=16, eval_minutes=minutes / 4, n=64, n_final=0, probe_every=0,
+                             min_steps=20)   # no model below 20 steps
 live_dir = Path(tempfile.mkdtemp()) / "race"
+live_dir.mkdir()
+clock = json.loads(data_file("race/relational/calibration.json").read_text())   # seconds per step, idle machine
+(live_dir / "calibration.json").write_text(json.dumps({v.name: clock[v.name] for v in live_variants}))
 live = run_race(live_dir, live_settings, live_variants, seeds=[0], work=live_dir.parent / "runs",
                 label=f"live ({run.profile})")
 

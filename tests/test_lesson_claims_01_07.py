@@ -5,6 +5,7 @@ in the namespace the lesson builds.
 """
 import contextlib
 import io
+import math
 import re
 import runpy
 from pathlib import Path
@@ -110,3 +111,21 @@ def test_lesson07_solution2_p2_sits_below_min_snr(diffusion):
     assert bool((p2 < min_snr).all())
     assert round(float(min_snr[0] / p2[0]), 2) == 5.0  # "5× below it at the nearly-clean end"
     assert round(float(p2[258]), 2) == 0.5 and float(min_snr[258]) == 1.0
+
+
+def test_lesson07_ema_shares_in_the_table_and_solution5():
+    from mdt_teach.ema import EMA
+
+    def shares(decay, warmup, n):  # share of θ_0 left after 1..n updates: Π_{k<n} d_k, with the library's d_k
+        ema = EMA(torch.nn.Linear(1, 1), decay=decay, warmup=warmup)
+        return np.cumprod([ema.decay_at(k) for k in range(n)])
+
+    official = shares(0.9999, False, 10_000)
+    assert int(np.argmax(official < 0.5)) + 1 == 6932  # "first at n = 6932"
+    assert round(math.log(2) / -math.log(0.9999), 1) == 6931.1
+    assert round(float(official[999]), 3) == 0.905  # "still holds 0.905 of θ_0"
+    assert round(float(shares(0.999, False, 1000)[-1]), 3) == 0.368
+    warm = shares(0.999, True, 1000)
+    assert warm[0] == 0.1 and warm[-1] < 1e-20  # "the first update already keeps only 1/10 of θ_0"
+    ema = EMA(torch.nn.Linear(1, 1), decay=0.999, warmup=True)
+    assert next(k for k in range(100_000) if ema.decay_at(k) == 0.999) == 8990  # "thousands of steps in"

@@ -322,3 +322,14 @@ def test_a_time_budget_shows_its_total_and_what_is_left(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "training time:" in err and "/3 [" in err          # 3 s budget: the total, elapsed<remaining
     assert trainer.step >= 1
+
+
+def test_the_closing_line_names_only_what_the_run_wrote(tmp_path, capsys):
+    """No sample grid asked for (grid_samples=0), no checkpoint before the end: the last line says so by
+    leaving them out (lesson 07's run printed "samples, ... and checkpoints" with neither written)."""
+    Trainer(tiny(tmp_path, steps=2, ckpt_every=10**6), log=quiet).fit()
+    line = [s for s in capsys.readouterr().out.splitlines() if s.startswith("mdt-teach train: 2 steps")][-1]
+    listed = line.split("; ", 1)[1].rsplit(" in ", 1)[0].split(", ")
+    expected = ["samples"] * any((tmp_path / "run" / "samples").glob("*")) + ["metrics.jsonl", "loss_curve.png"] \
+        + ["checkpoints"] * any((tmp_path / "run" / "ckpt").glob("*")) + ["summary.json"]
+    assert listed == expected and "samples" not in listed
