@@ -103,3 +103,37 @@ def test_lesson_02_solution_4_the_tiny_label_table_has_the_null_class_last():
 
     model = build_model("DiT-T/4")
     assert model.y_embedder.num_classes == 4 and model.y_embedder.embedding_table.weight.shape[0] == 5
+
+
+def test_lesson_09_solution_1_reads_the_committed_sampler_table():
+    """Exercise 1's solution: DDIM-10 and DDIM-50 differ by a tenth of a standard error of the difference."""
+    import json
+
+    rows = {r["steps"]: r for r in json.loads((ROOT / "data" / "sampler_comparison.json").read_text())["rows"]}
+    se = (rows["ddim10"]["pair_standard_error"] ** 2 + rows["ddim50"]["pair_standard_error"] ** 2) ** 0.5
+    assert round(abs(rows["ddim10"]["pair_agreement"] - rows["ddim50"]["pair_agreement"]) / se, 1) == 0.1
+    assert "differ by a tenth of a standard error" in plain((ROOT / "notebooks" / "09_sampling_and_cfg.py").read_text())
+
+
+def test_lesson_09_guidance_prose_matches_the_widget_and_the_table():
+    """The guidance section's numbers: the widget's opening w, pow and slider end, the 512-face table's gain,
+    and the mean w_eff the text quotes."""
+    import json
+
+    from mdt_teach.diffusion import GaussianDiffusion
+    from mdt_teach.models import build_model
+    from mdt_teach.viz.sampling import cfg_widget, mean_guidance
+
+    lesson = plain((ROOT / "notebooks" / "09_sampling_and_cfg.py").read_text())
+    model = build_model("MDTv2-T/4", depth=2, hidden_size=32, num_heads=2).eval()
+    controls = cfg_widget(model, GaussianDiffusion(), static=False).controls
+    w, pow_ = controls["cfg_scale"], controls["scale_pow"]
+    assert (w.value, pow_.value, w.max, pow_.max) == (8.0, 0.0, 12.0, 4.0)
+    assert "opens at constant guidance (pow 0, DiT's schedule) with w = 8" in lesson
+    assert "which is why the slider stops at 12" in lesson and "MDT's FID setting, 4" in lesson
+    cc = {(r["cfg_scale"], r["scale_pow"]): r["class_consistency"]
+          for r in json.loads((ROOT / "data" / "cfg_class_consistency.json").read_text())["rows"]}
+    assert f"from {cc[1.0, 0.0]:.0%} to {cc[8.0, 0.0]:.0%}" in lesson
+    d = GaussianDiffusion()
+    assert "(2.6 at w = 8)" in lesson and round(mean_guidance(8.0, 4.0, d), 1) == 2.6
+    assert f"(8 → {mean_guidance(8.0, 2.0, d):.1f} by pow 2, at w = 8)" in lesson

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA, TOOLS = ROOT / "data", ROOT / "tools"
 sys.path.insert(0, str(TOOLS))
 
+import cfg_class_consistency  # noqa: E402
 import cfg_pow_variety  # noqa: E402
 import checker_table  # noqa: E402
 import latent_storage_error  # noqa: E402
@@ -115,22 +116,19 @@ def test_make_lesson_checkpoint_from_a_run(lesson_checkpoint):
     assert all(v.dtype == torch.float16 for v in blob["state_dict"].values() if v.is_floating_point())
 
 
-def test_sampler_comparison_miniature(lesson_checkpoint, tmp_path):
-    out = tmp_path / "sc.json"
-    run(sampler_comparison, "--n", 4, "--threads", 1, "--checkpoint", lesson_checkpoint, "--out", out)
-    record = written(out, "sampler_comparison.py")
-    full = committed("sampler_comparison.json")
+@pytest.mark.parametrize("tool, name, n, row_keys", [
+    ("sampler_comparison", "sampler_comparison.json", 4, ("method", "steps")),
+    ("cfg_pow_variety", "cfg_pow_variety.json", 8, ("scale_pow",)),                       # 2 faces per class
+    ("cfg_class_consistency", "cfg_class_consistency.json", 8, ("cfg_scale", "scale_pow")),
+])
+def test_lesson_checkpoint_tool_miniature(tool, name, n, row_keys, lesson_checkpoint, tmp_path):
+    """Each tool that measures a lesson checkpoint, on a few samples: the committed record's shape and rows."""
+    out = tmp_path / name
+    run(globals()[tool], "--n", n, "--threads", 1, "--checkpoint", lesson_checkpoint, "--out", out)
+    record, full = written(out, f"{tool}.py"), committed(name)
     assert skeleton(record) == skeleton(full)
-    assert [(r["method"], r["steps"]) for r in record["rows"]] == [(r["method"], r["steps"]) for r in full["rows"]]
-
-
-def test_cfg_pow_variety_miniature(lesson_checkpoint, tmp_path):
-    out = tmp_path / "cfg.json"
-    run(cfg_pow_variety, "--n", 8, "--threads", 1, "--checkpoint", lesson_checkpoint, "--out", out)      # 2 per class
-    record = written(out, "cfg_pow_variety.py")
-    full = committed("cfg_pow_variety.json")
-    assert skeleton(record) == skeleton(full)
-    assert [r["scale_pow"] for r in record["rows"]] == [r["scale_pow"] for r in full["rows"]]
+    keys = lambda rows: [tuple(r[k] for k in row_keys) for r in rows]   # noqa: E731
+    assert keys(record["rows"]) == keys(full["rows"])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -245,7 +243,8 @@ def test_train_feature_net_miniature(tmp_path):
 # ----------------------------------------------------------------------------------------------
 
 MADE_BY = {  # committed JSON → the tool that writes it
-    "cfg_pow_variety.json": "cfg_pow_variety.py", "checker_table.json": "checker_table.py",
+    "cfg_pow_variety.json": "cfg_pow_variety.py", "cfg_class_consistency.json": "cfg_class_consistency.py",
+    "checker_table.json": "checker_table.py",
     "latent_storage_error.json": "latent_storage_error.py", "main_job.json": "main_job.py",
     "narrowing_pilots.json": "narrowing_pilot.py", "sampler_comparison.json": "sampler_comparison.py",
     "probe/index.json": "make_probe_checkpoints.py", "probe/results.json": "probe_checkpoints.py",

@@ -140,21 +140,45 @@ def test_reconstruct_uses_q_sample_noise_and_the_eps_channels():
     assert rec["eps_hat"].shape == x0.shape and int(rec["mask"][0].sum()) == 32
 
 
-def test_reconstruction_widget_redraws_for_mask_ratio_and_t():
+def test_reconstruction_widget_redraws_for_mask_ratio_t_and_face():
     model = _randomized("MDT-T/4")
-    x0, y = smileys_batch(1, seed=0)
+    x0, y = smileys_batch(2, seed=0)
     w = reconstruction.reconstruction_widget(model, x0, y, GaussianDiffusion(), static=False)
-    assert set(w.controls) == {"mask_ratio", "t"}
+    assert set(w.controls) == {"mask_ratio", "t", "face"} and w.controls["face"].max == 1
     before = _pixels(w.last_figure)
-    for name, value in (("mask_ratio", 0.7), ("t", 800)):
+    for name, value in (("mask_ratio", 0.7), ("t", 800), ("face", 1)):
         w.controls[name].value = value
         assert w.state()[name] == value
         after = _pixels(w.last_figure)
         assert not np.array_equal(after, before), name
         before = after
-    assert w.draw_count == 3
+    assert w.draw_count == 4
     static = reconstruction.reconstruction_widget(model, x0, y, GaussianDiffusion(), static=True)
-    assert isinstance(static, matplotlib.figure.Figure) and len(static.axes) == 4
+    assert isinstance(static, matplotlib.figure.Figure) and len(static.axes) == 3
+    height, width = figure_to_array(static).shape[:2]
+    assert width <= 1000 and height > width          # one notebook column; the settings stacked, not squeezed
+    with pytest.raises(ValueError, match="not one of the 2 faces"):
+        reconstruction.render_reconstruction(0.3, 300, 2, model, x0, y, GaussianDiffusion())
+
+
+def test_two_pass_reconstruction_compares_both_passes_on_one_x_t():
+    """Lesson 04's figure: the masked pass (`reconstruct`) and the unmasked pass on the same x_t, scored
+    against the noise that made x_t; the hole-cost panel is blank exactly at the hidden tokens."""
+    model, diffusion = _randomized("MDT-T/4"), GaussianDiffusion()
+    x0, y = smileys_batch(2, seed=0)
+    rec = reconstruction.two_pass_reconstruction(model, x0, y, diffusion, t=400, mask_ratio=0.5, seed=9)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(9))
+    t = torch.tensor([400, 400])
+    with torch.no_grad():
+        eps_full = model.eval()(rec["x_t"], t, y)[:, :3]
+    torch.testing.assert_close(rec["mse_full"], lessons.token_rms(eps_full - noise, 4).pow(2))
+    torch.testing.assert_close(rec["mse_masked"], lessons.token_rms(rec["eps_hat"] - noise, 4).pow(2))
+    expected = diffusion.predict_x0_from_eps(rec["x_t"], t, eps_full).clamp(-1, 1)
+    torch.testing.assert_close(rec["x0_hat_full"], expected)
+    assert not torch.allclose(rec["mse_full"], rec["mse_masked"])          # the holes change the prediction
+    fig = reconstruction.render_reconstruction(0.5, 400, 1, model, x0, y, diffusion, seed=9)
+    cost = fig.axes[3].images[0].get_array()
+    assert np.array_equal(np.ma.getmaskarray(cost) | np.isnan(cost.data), rec["mask"][1].reshape(8, 8).bool().numpy())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -156,3 +156,18 @@ def test_static_mode_returns_one_figure():
     fig = vo.trajectory_widget(static=True)
     assert isinstance(fig, Figure)
     assert figure_to_array(fig).std() > 0
+
+
+def test_moving_adan_beta2_recomputes_only_the_path_it_changes(monkeypatch):
+    """The widget remembers paths (`cached_trajectory`): β2 moves only Adan-with-β2's path; a path comes back
+    read-only and equal to `trajectory`'s."""
+    vo.cached_trajectory.cache_clear()
+    computed = []
+    real = vo.trajectory
+    monkeypatch.setattr(vo, "trajectory", lambda *a, **k: computed.append(a[:2] + a[5:6]) or real(*a, **k))
+    vo.render_difference_term(steps=60, adan_beta2=0.5)
+    assert sorted(computed) == [("rosenbrock", "Adam", 0.0), ("rosenbrock", "Adan", 0.0), ("rosenbrock", "Adan", 0.5)]
+    vo.render_difference_term(steps=60, adan_beta2=0.7)
+    assert computed[3:] == [("rosenbrock", "Adan", 0.7)]
+    path = vo.cached_trajectory("rosenbrock", "Adan", 60, 0.1, 0.98, 0.7, 0.99)
+    assert not path.flags.writeable and np.array_equal(path, real("rosenbrock", "Adan", 60, 0.1, 0.98, 0.7, 0.99))

@@ -12,7 +12,7 @@ from mdt_teach.viz.core import FigureWidget, figure_to_array
 from mdt_teach.viz.diffusion import forward_process_widget
 from mdt_teach.images import save_grid
 from mdt_teach.viz.race import point_at, race_widget, render_curves, render_funnel, seed_band
-from mdt_teach.viz.sampling import cfg_widget, constant_guidance_grid, render_cfg
+from mdt_teach.viz.sampling import cfg_widget, render_cfg
 
 
 def _moved(widget: FigureWidget, name: str, value):
@@ -48,22 +48,56 @@ def _random_tiny_mdtv2():
     return model
 
 
-def test_cfg_difference_panel_measures_the_schedule():
-    """Lesson 09: the third panel is |samples − constant-guidance samples| from the same noise: 0 at pow 0."""
+def test_cfg_grids_mark_each_face_by_the_checker_and_count_them():
+    """Lesson 09: both grids come from the same noise (w = 1, then the sliders' w and pow); each face is framed
+    green when the checker reads its mouth as its row's class, and the title counts them."""
+    from mdt_teach.checker import two_eyes
+    from mdt_teach.viz import sampling as viz_sampling
+
     model, diffusion = _random_tiny_mdtv2(), GaussianDiffusion()
-    titles = {pow_: render_cfg(6.0, pow_, model, diffusion, per_class=2, steps="ddim5").axes[2].get_title()
-              for pow_ in (0.0, 4.0)}
-    assert titles[0.0].endswith("mean 0.000")
-    assert float(titles[4.0].rsplit(" ", 1)[1]) > 0.001
+    fig = render_cfg(6.0, 4.0, model, diffusion, per_class=2, steps="ddim5")
+    for ax, w, p in ((fig.axes[1], 1.0, 0.0), (fig.axes[2], 6.0, 4.0)):
+        images = viz_sampling.cached_class_grid(model, diffusion, 2, w, p, "ddim5", 0)
+        ok = two_eyes(images, torch.arange(8) // 2).expression_ok
+        assert np.array_equal(viz_sampling.class_consistency(images, 2), ok)
+        assert ax.get_title().split(":")[1].strip().startswith(f"{int(ok.sum())} of 8 mouths")
+    faces, labels = smileys_batch(64, seed=0)
+    rows = torch.cat([faces[labels == k][:3] for k in range(4)])               # 3 real faces per class, in order
+    assert viz_sampling.class_consistency(rows, 3).all()
+    assert viz_sampling.class_consistency(rows.flip(0), 3).sum() <= 6          # rows swapped: classes 0↔3, 1↔2 miss
+    images = torch.zeros(3, 3, 4, 4)
+    grid = viz_sampling.framed_grid(images, np.array([True, False, True]), nrow=3, pad=2, gap=1)
+    assert grid.shape == (1 + 8 + 1, 1 + 3 * (8 + 1), 3)                     # 4-px faces in 8-px frames, 1-px gaps
+    assert np.allclose(grid[0, 0], 1.0) and np.allclose(grid[1, 1], viz_sampling.MATCH)
+    assert np.allclose(grid[1, 10], viz_sampling.MISS) and np.allclose(grid[8, 17], viz_sampling.MISS)
+    assert np.allclose(grid[3:7, 3:7], 0.5)                                  # the face itself, untouched (0 → grey)
 
 
-def test_constant_guidance_grid_is_reused_until_the_weights_change():
+def test_mean_guidance_is_w_eff_averaged_over_the_steps_the_sampler_visits():
+    from mdt_teach.viz.sampling import mean_guidance
+
+    diffusion = GaussianDiffusion()
+    assert mean_guidance(8.0, 0.0, diffusion, "ddim10") == pytest.approx(8.0)
+    by_hand = np.mean([1 + 7 * (1 - np.cos(np.pi * (1 - t / 1000) ** 4)) / 2 for t in range(0, 1000, 100)])
+    assert mean_guidance(8.0, 4.0, diffusion, "ddim10") == pytest.approx(by_hand)
+
+
+def test_cfg_grids_are_cached_until_the_weights_change(monkeypatch):
+    """A slider moved back, or pow moved while w = 1, redraws without sampling again."""
+    from mdt_teach.viz import sampling as viz_sampling
+
     model, diffusion = _random_tiny_mdtv2(), GaussianDiffusion()
-    first = constant_guidance_grid(model, diffusion, 1, 4.0, "ddim5", 0)
-    assert constant_guidance_grid(model, diffusion, 1, 4.0, "ddim5", 0) is first
+    first = viz_sampling.cached_class_grid(model, diffusion, 1, 4.0, 2.0, "ddim5", 0)
+    unguided = viz_sampling.cached_class_grid(model, diffusion, 1, 1.0, 0.0, "ddim5", 0)
+    calls = []
+    monkeypatch.setattr(viz_sampling, "class_grid", lambda *a: calls.append(a) or torch.zeros(4, 3, 32, 32))
+    assert viz_sampling.cached_class_grid(model, diffusion, 1, 4.0, 2.0, "ddim5", 0) is first
+    assert viz_sampling.cached_class_grid(model, diffusion, 1, 1.0, 3.5, "ddim5", 0) is unguided  # pow moot at w = 1
+    assert not calls
     with torch.no_grad():
         next(model.parameters()).add_(0.1)
-    assert constant_guidance_grid(model, diffusion, 1, 4.0, "ddim5", 0) is not first
+    viz_sampling.cached_class_grid(model, diffusion, 1, 4.0, 2.0, "ddim5", 0)
+    assert len(calls) == 1
 
 
 @pytest.fixture
@@ -153,3 +187,71 @@ def test_lesson11_widgets_redraw():
     assert len(fig.axes) == 3
     legends = [[t.get_text() for t in ax.get_legend().get_texts()] for ax in fig.axes[:2]]
     assert "relation-blind painters ≤ 5%" in legends[0] and "relation-blind painters ≤ 6%" in legends[1]
+
+
+def test_inpainting_completions_are_remembered_per_face_region_and_weights(monkeypatch):
+    """Lesson 11's widget: a face, region or resampling count revisited redraws without running RePaint again."""
+    from mdt_teach.viz import probe as viz_probe
+
+    model = _random_tiny_mdtv2()
+    image, label = smileys_batch(1, seed=0)
+    keep = torch.ones(1, 1, 32, 32)
+    keep[..., :8, :8] = 0
+    calls = []
+    monkeypatch.setattr(viz_probe, "inpaint", lambda *a, **k: calls.append(k["resamples"]) or torch.zeros(1, 3, 32, 32))
+    first = viz_probe.cached_inpaint(model, image, keep, label, "5", 2, 0)
+    assert viz_probe.cached_inpaint(model, image, keep, label, "5", 2, 0) is first and calls == [2]
+    viz_probe.cached_inpaint(model, image, 1 - keep, label, "5", 2, 0)       # another region
+    viz_probe.cached_inpaint(model, image, keep, label, "5", 3, 0)           # another resampling count
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    viz_probe.cached_inpaint(model, image, keep, label, "5", 2, 0)           # new weights
+    assert calls == [2, 2, 3, 2]
+
+
+def test_cfg_class_consistency_tool_in_miniature(tmp_path):
+    """tools/cfg_class_consistency.py (lesson 09's 512-face table) on a tiny checkpoint and 8 faces per setting:
+    the committed table's settings and fields, its provenance, and one unguided run shared by every pow."""
+    import sys
+    from pathlib import Path
+
+    from mdt_teach.lessons import save_lesson_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(root / "tools"))
+    import cfg_class_consistency as tool
+
+    threads = torch.get_num_threads()
+    save_lesson_checkpoint(_random_tiny_mdtv2(), tmp_path / "tiny.pt", {"model": "MDTv2-T/4", "world": "smileys@2"})
+    try:
+        assert tool.main(["--n", "8", "--threads", "1", "--checkpoint", str(tmp_path / "tiny.pt"),
+                          "--out", str(tmp_path / "cc.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    record = json.loads((tmp_path / "cc.json").read_text())
+    committed = json.loads((root / "data" / "cfg_class_consistency.json").read_text())
+    assert set(record) == set(committed) and set(record["rows"][0]) == set(committed["rows"][0])
+    settings = lambda r: [(row["cfg_scale"], row["scale_pow"]) for row in r["rows"]]  # noqa: E731
+    assert settings(record) == settings(committed) and record["made_by"].startswith("python tools/cfg_class")
+    unguided = [{k: v for k, v in row.items() if k != "scale_pow"} for row in record["rows"] if row["cfg_scale"] == 1]
+    assert len(unguided) == len(tool.POWERS) and all(row == unguided[0] for row in unguided)
+    faces, labels = smileys_batch(32, seed=0)
+    assert (tool.classifier_reading(faces) == labels).float().mean() > 0.9     # the second judge reads real faces
+
+
+def test_static_grid_repeats_pixels_of_tiles_drawn_at_their_own_size_or_larger():
+    """Stacked wide figures (lesson 04) are not blurred by resampling (noise would bloat the stored PNG);
+    a tile shrunk to fit keeps matplotlib's antialiasing."""
+    import matplotlib.pyplot as plt
+
+    from mdt_teach.viz.core import static_grid
+
+    def render(width):
+        fig, ax = plt.subplots(figsize=(width, 2))
+        ax.imshow(np.random.default_rng(0).random((8, 40)))
+        return fig
+
+    small = static_grid(render, [{"width": 9.0}, {"width": 9.0}])          # 900 px tiles in a 1000 px column
+    large = static_grid(render, [{"width": 12.0}, {"width": 12.0}])        # 1200 px tiles shrunk to fit
+    assert {ax.images[0].get_interpolation() for ax in small.axes} == {"nearest"}
+    assert "nearest" not in {ax.images[0].get_interpolation() for ax in large.axes}

@@ -12,18 +12,15 @@ tests/test_tools.py runs a tiny one.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
 from mdt_teach.checkpoint import write_json
 from mdt_teach.diffusion import GaussianDiffusion
-from mdt_teach.lessons import load_lesson_checkpoint
 from mdt_teach.sampling import generate
-from provenance import provenance
+from provenance import lesson_checkpoint_tool, provenance
 
-ROOT = Path(__file__).resolve().parent.parent
 
 POWERS = (0.01, 4.0)
 
@@ -34,17 +31,9 @@ def within_class_variance(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n", type=int, default=256)
-    parser.add_argument("--cfg", type=float, default=4.0)
-    parser.add_argument("--out", default="data/cfg_pow_variety.json")
-    parser.add_argument("--checkpoint", default="data/lesson09_mdtv2_tiny.pt",
-                        help="a lesson checkpoint (default: lesson 09's)")
-    parser.add_argument("--threads", type=int, default=2)
-    args = parser.parse_args(argv)
+    args, model, info = lesson_checkpoint_tool(__doc__, 256, "data/cfg_pow_variety.json", argv,
+                                               extra=lambda p: p.add_argument("--cfg", type=float, default=4.0))
     made = provenance(__file__, argv)
-    torch.set_num_threads(args.threads)
-    model, info = load_lesson_checkpoint(str(ROOT / args.checkpoint))      # an absolute path stays as it is
     rows = []
     for power in POWERS:
         x, y = generate(model, args.n, GaussianDiffusion(), steps="50", cfg_scale=args.cfg, scale_pow=power, seed=3)

@@ -16,3 +16,9 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints-cpu.txt
   .venv/bin/python -m pip install -q "${constraint[@]}" -e ".[dev,notebooks]"
   touch "$stamp"
 fi
+# JupyterLab 4 asks every fresh profile "get notified about official Jupyter news?" in a pop-up that covers
+# the lessons' widgets: answer "never" for this venv's `jupyter lab` with a default in the application
+# settings directory (overrides.d: a learner's own overrides.json and user settings still win).
+settings=.venv/share/jupyter/lab/settings/overrides.d
+mkdir -p "$settings"
+cp tools/jupyterlab-overrides.json "$settings/mdt-teach.json"

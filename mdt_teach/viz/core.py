@@ -101,6 +101,9 @@ def static_grid(render: Render, settings: list[dict], fixed: dict | None = None,
         ax.set_title(title, fontsize=8)
         ax.axis("off")
     out.tight_layout()
+    for ax, img in zip(axes.ravel(), images):   # a tile drawn at least at its own size: repeat pixels, do not blur
+        if ax.get_window_extent().width >= img.shape[1]:
+            ax.images[0].set_interpolation("nearest")
     plt.close(out)   # shown once, as the cell's result (an open pyplot figure would be drawn a second time)
     return out
 

@@ -8,6 +8,7 @@ would do. Adam gets betas (β1, β3) and Adan gets (β1, β2, β3): with β2 = 0
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
 import matplotlib.pyplot as plt
@@ -99,11 +100,20 @@ def trajectory(landscape: str, optimizer: str, steps: int = 300, lr: float = 0.1
     return torch.stack(path).numpy()  # (K, 2)
 
 
+@lru_cache(maxsize=256)
+def cached_trajectory(landscape: str, optimizer: str, steps: int, lr: float, beta1: float, beta2: float,
+                      beta3: float) -> np.ndarray:
+    """`trajectory` (seed 0), remembered: moving one slider recomputes only the paths it changes (read-only)."""
+    path = trajectory(landscape, optimizer, steps, lr, beta1, beta2, beta3)
+    path.setflags(write=False)
+    return path
+
+
 def final_loss(landscape: str, path: np.ndarray, steps: int | None = None) -> float:
     """Mean noise-free f over the last TAIL points of a path; inf if it was cut short of `steps`."""
     if steps is not None and len(path) <= steps:
         return float("inf")
-    return float(LANDSCAPES[landscape].f(torch.from_numpy(path[-TAIL:])).mean())
+    return float(LANDSCAPES[landscape].f(torch.tensor(path[-TAIL:])).mean())
 
 
 # the three contenders: label ({b2}: Adan's β2), optimizer, whether Adan's β2 is used (False: β2 = 0),
@@ -119,8 +129,8 @@ def render_difference_term(landscape: str = "rosenbrock", lr: float = 0.1, beta1
 
     All three share lr, β1 and β3; the middle one must retrace Adam (the legend prints the largest gap)."""
     land = LANDSCAPES[landscape]
-    paths = [trajectory(landscape, opt, steps, lr, beta1, adan_beta2 if on else 0.0, beta3)
-             for _, opt, on, _, _ in CONTENDERS]
+    paths = [cached_trajectory(landscape, opt, int(steps), float(lr), float(beta1),
+                               float(adan_beta2) if on else 0.0, float(beta3)) for _, opt, on, _, _ in CONTENDERS]
     finals = [final_loss(landscape, p, steps) for p in paths]
     gap = np.abs(paths[0] - paths[1]).max() if paths[0].shape == paths[1].shape else np.inf
     fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.15, 1]})
@@ -130,7 +140,7 @@ def render_difference_term(landscape: str = "rosenbrock", lr: float = 0.1, beta1
         width = 2.6 if style == "-" and color == "tab:blue" else 1.2  # Adam thick, so the dashed copy shows
         ax.plot(path[:, 0], path[:, 1], style, color=color, lw=width, alpha=0.9, label=label)
         ax.plot(*path[-1], "o", color=color, ms=5)
-        losses = land.f(torch.from_numpy(path)).numpy()  # (K,)
+        losses = land.f(torch.tensor(path)).numpy()  # (K,)
         ax_loss.semilogy(np.maximum(losses, 1e-12), style, color=color, lw=width,
                          label=f"{label.split(' (')[0]}: " + ("diverged" if np.isinf(final) else f"final {final:.2g}"))
     ax.plot(*land.start, "ks", ms=5)
@@ -149,14 +159,21 @@ def render_difference_term(landscape: str = "rosenbrock", lr: float = 0.1, beta1
     return fig
 
 
-def _draw_contours(ax, land: Landscape) -> None:
-    """Log-spaced contour lines of f over the landscape's box."""
+@lru_cache(maxsize=len(LANDSCAPES))
+def _contour_grid(land: Landscape):
+    """f over the landscape's box on a 200 × 200 grid and 18 log-spaced levels (computed once per landscape)."""
     xs = torch.linspace(*land.xlim, 200, dtype=torch.float64)
     ys = torch.linspace(*land.ylim, 200, dtype=torch.float64)
     grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)  # (200, 200, 2)
     z = land.f(grid).numpy()  # (200, 200)
     levels = np.logspace(np.log10(max(z.min(), 1e-3)), np.log10(z.max()), 18)
-    ax.contour(xs.numpy(), ys.numpy(), z, levels=levels, cmap="viridis", linewidths=0.7, alpha=0.6)
+    return xs.numpy(), ys.numpy(), z, levels
+
+
+def _draw_contours(ax, land: Landscape) -> None:
+    """Log-spaced contour lines of f over the landscape's box."""
+    xs, ys, z, levels = _contour_grid(land)
+    ax.contour(xs, ys, z, levels=levels, cmap="viridis", linewidths=0.7, alpha=0.6)
 
 
 def trajectory_widget(static: bool | None = None):

@@ -22,6 +22,25 @@ def _one(faces, i: int):
     return images[i:i + 1], labels[i:i + 1], {k: v[i:i + 1] for k, v in meta.items()}
 
 
+_COMPLETIONS: dict = {}   # completions drawn so far: a face, region or resampling count revisited redraws at once
+_COMPLETIONS_KEPT = 256    # one 32×32 face each
+
+
+def cached_inpaint(model, image: torch.Tensor, keep: torch.Tensor, label: torch.Tensor, steps: str, resamples: int,
+                   seed: int) -> torch.Tensor:
+    """The widget's RePaint completion (jumps of 5), remembered for the same model weights, face, hidden region,
+    label, steps, resamplings and seed."""
+    weights = sum(p._version for p in model.parameters())   # changes when any weight is updated in place
+    inputs = tuple(x.detach().cpu().numpy().tobytes() for x in (image, keep, label))
+    full_key = (id(model), weights, *inputs, steps, int(resamples), seed)
+    if full_key not in _COMPLETIONS:
+        while len(_COMPLETIONS) >= _COMPLETIONS_KEPT:
+            _COMPLETIONS.pop(next(iter(_COMPLETIONS)))
+        _COMPLETIONS[full_key] = inpaint(model, image, keep, label, GaussianDiffusion(), steps=steps, jump_length=5,
+                                         resamples=int(resamples), generator=torch.Generator().manual_seed(seed)).cpu()
+    return _COMPLETIONS[full_key]
+
+
 def render_inpainting(face: int, region: str, resamples: int, models: dict, faces, steps: str = "25",
                       seed: int = 0):
     """Columns: the face, the face with `region`'s tokens hidden, then each model's completion (RePaint,
@@ -37,8 +56,7 @@ def render_inpainting(face: int, region: str, resamples: int, models: dict, face
     axes[1].set_title(f"{region} hidden ({int(hide.sum())} tokens)" + ("" if usable[0] else "\n(not a probe face)"),
                       fontsize=9)
     for ax, (name, model) in zip(axes[2:], models.items()):
-        done = inpaint(model, image, keep, label, GaussianDiffusion(), steps=steps, jump_length=5,
-                       resamples=int(resamples), generator=torch.Generator().manual_seed(seed)).cpu()
+        done = cached_inpaint(model, image, keep, label, steps, resamples, seed)
         ok = bool(completed(done, meta, keep)[0])
         ax.imshow(to_image(done[0]), interpolation="nearest")
         verdict = ("the eyes agree ✓" if ok else "the eyes disagree ✗") if region == "eye" else \

@@ -6,6 +6,7 @@ with its background networking switched off, and every request the page makes to
 """
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -85,6 +86,13 @@ class Lab:
                 time.sleep(0.5)
         self.stop()
         raise RuntimeError(f"jupyter lab did not answer on {self.base} within {timeout:.0f} s; see {self.log_path}")
+
+    def setting_defaults(self, plugin: str) -> dict:
+        """The defaults the server hands the page for `plugin`'s settings (its schema after any overrides)."""
+        url = f"{self.base}/lab/api/settings/{plugin}?token={self.token}"
+        with urllib.request.urlopen(url, timeout=30) as reply:
+            schema = json.load(reply)["schema"]
+        return {key: spec.get("default") for key, spec in schema.get("properties", {}).items()}
 
     def stop(self) -> None:
         """Ask the server to shut down (kernels included), then make sure the process is gone."""

@@ -5,9 +5,12 @@ For every lesson with a widget (01 forward process, 03 mask explorer, 04 masked-
 06 optimizer trajectories, 08 training progression live and replayed, 09 guidance, 11 inpainting
 and attention): the notebook runs top to bottom with no error output; then, for each slider of each
 widget, the slider's handle is dragged with the mouse (as a learner would) and the test waits until the
-PNG inside the widget's Output differs from the one before. Screenshots of every widget before and after
-each move are saved under a temporary folder whose path is printed (and kept when MDT_BROWSER_SHOTS is
-set to a folder).
+PNG inside the widget's Output differs from the one before. Each move's redraw time (from releasing the
+handle to the new PNG in the page) is printed, and every one must stay within REDRAW_BUDGET_S. Screenshots of
+every widget before and after each move are saved under a temporary folder whose path is printed (and kept
+when MDT_BROWSER_SHOTS is set to a folder). JupyterLab's "get notified about news?" pop-up, which would cover
+the widgets, is switched off by the project's own settings (tools/jupyterlab-overrides.json, installed by
+tools/venv.sh); the check asserts that the served lab has that default and that no such pop-up appears.
 """
 from __future__ import annotations
 
@@ -39,10 +42,13 @@ LESSONS = {  # notebook → number of FigureWidgets it must show (each with at l
 }
 RUN_TIMEOUT_S = 300      # one notebook, all cells (lesson 08 trains three small models live)
 CELL_TIMEOUT_S = 180     # one cell (the longest, lesson 08's live race, takes about a minute)
-REDRAW_TIMEOUT_S = 60    # one slider move until the new figure is shown
+REDRAW_TIMEOUT_S = 60    # one slider move until the new figure is shown (a failure, named, past this)
+REDRAW_BUDGET_S = 5.0    # ... and what a learner may wait: every redraw within this (issue 28; on CI's machine)
 MIN_TRACK_PX = 100       # a slider narrower than this is not usable (controls squeezed into one row)
 EXPECTED_REMOTE = ("https://colab.research.google.com/assets/colab-badge.svg",)  # the lesson's badge (blocked)
 WIDGET = ".jp-OutputArea-output .widget-vbox"   # FigureWidget: VBox(HBox(controls), Output)
+NEWS_PLUGIN = "@jupyterlab/apputils-extension:notification"
+NEWS_TOAST = "text=/Jupyter news/i"               # the pop-up asks "...get notified about official Jupyter news?"
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +66,18 @@ def lab(workdir):
     """JupyterLab on 127.0.0.1 (free port, one-off token) with live widgets (MDT_STATIC=0) and the tiny profile."""
     served = workdir / "lab"
     copy_notebooks(ROOT / "notebooks", list(LESSONS), served)
+    # One torch thread per kernel unless MDT_THREADS says otherwise: on 2 cores shared with the lab server,
+    # Chromium and up to 4 kernels, two threads each oversubscribe (a 1.7-s redraw took 21 s under load); on an
+    # idle machine one thread is the slower choice, so the 5-s bound is not flattered.
     server = Lab(served, env={"MDT_STATIC": "0", "MDT_PROFILE": os.environ.get("MDT_PROFILE", "tiny"),
+                              "MDT_THREADS": os.environ.get("MDT_THREADS", "1"),
                               "MDT_TEACH_ROOT": str(ROOT)}, log=workdir / "jupyterlab.log")
     t0 = time.monotonic()
     server.start()
     print(f"jupyter lab up on {server.base} in {time.monotonic() - t0:.1f} s")
+    news = server.setting_defaults(NEWS_PLUGIN).get("fetchNews")
+    assert news == "false", f"the served lab's {NEWS_PLUGIN} fetchNews default is {news!r}, not 'false': run " \
+                            "tools/venv.sh (it installs tools/jupyterlab-overrides.json into the venv)"
     yield server
     server.stop()
 
@@ -111,8 +124,14 @@ def _wait_for_redraw(widget, before: str) -> str:
         after = _png_digest(widget)
         if after and after != before:
             break
-        time.sleep(0.25)
+        time.sleep(0.1)
     return after
+
+
+def _print_move(widget: int, label: str, old: str, new: str, seconds: float) -> None:
+    """One line per move, printed as it happens (so a later failure still leaves every time measured so far)."""
+    over = "" if seconds <= REDRAW_BUDGET_S else f"  (over {REDRAW_BUDGET_S:g} s)"
+    print(f"  widget {widget} '{label}' {old} → {new}: redrawn in {seconds:.1f} s{over}", flush=True)
 
 
 def _slug(text: str) -> str:
@@ -168,6 +187,8 @@ def test_sliders_redraw_the_figure(lab, browser, workdir, name, kernel_stacks):
     page.route("**/*", only_loopback)
     try:
         seconds = _run_notebook(page, lab, name, kernel_stacks)
+        print(f"\n{name}: ran all cells in {seconds:.1f} s")
+        assert page.locator(NEWS_TOAST).count() == 0, f"{name}: JupyterLab's news pop-up is showing"
         cells = page.evaluate(JS_WIDGET_CELLS)
         assert len(cells) == LESSONS[name], f"{name}: expected {LESSONS[name]} widget outputs, found {len(cells)}"
         moves = []
@@ -191,12 +212,14 @@ def test_sliders_redraw_the_figure(lab, browser, workdir, name, kernel_stacks):
                 assert track and track["width"] >= MIN_TRACK_PX, \
                     f"{name}: the '{label}' slider's track is {track and track['width']:.0f} px wide; a learner " \
                     f"cannot drag it (at least {MIN_TRACK_PX} px expected)"
-                t0 = time.monotonic()
                 _drag(page, slider, 0.8 if s % 2 == 0 else 0.65)
+                t0 = time.monotonic()                    # the handle is released: the learner waits from here
                 after = _wait_for_redraw(widget, before)
+                seconds_to_redraw = time.monotonic() - t0
                 new = readout.inner_text()
+                moves.append((w, label, old, new, seconds_to_redraw))
+                _print_move(*moves[-1])
                 widget.screenshot(path=str(shots / f"widget{w}_{s + 1}_{_slug(label)}.png"))
-                moves.append((w, label, old, new, time.monotonic() - t0))
                 assert new != old, f"{name}: dragging '{label}' did not change its value ({old})"
                 assert after != before, f"{name}: moving '{label}' from {old} to {new} did not redraw the " \
                                         f"figure within {REDRAW_TIMEOUT_S} s"
@@ -207,19 +230,21 @@ def test_sliders_redraw_the_figure(lab, browser, workdir, name, kernel_stacks):
                 options = select.locator("option").all_inner_texts()
                 old = select.input_value()
                 other = next(o for o in options if o != old)
-                t0 = time.monotonic()
                 select.select_option(label=other)
+                t0 = time.monotonic()
                 after = _wait_for_redraw(widget, before)
-                widget.screenshot(path=str(shots / f"widget{w}_select{d}_{_slug(other)}.png"))
                 moves.append((w, "dropdown", old, other, time.monotonic() - t0))
+                _print_move(*moves[-1])
+                widget.screenshot(path=str(shots / f"widget{w}_select{d}_{_slug(other)}.png"))
                 assert after != before, f"{name}: choosing '{other}' did not redraw the figure"
                 before = after
-        print(f"{name}: ran all cells in {seconds:.1f} s; " + "; ".join(
-            f"widget {w} '{label}' {a} → {b} redrawn in {dt:.1f} s" for w, label, a, b, dt in moves))
         with open(workdir / "timings.jsonl", "a") as f:   # one line per lesson, for the note
             f.write(json.dumps({"lesson": name, "run_all_s": round(seconds, 1), "moves": [
                 {"widget": w, "control": label, "from": a, "to": b, "redraw_s": round(dt, 2)}
                 for w, label, a, b, dt in moves]}) + "\n")
+        slow = [f"widget {w} '{label}' {a} → {b}: {dt:.1f} s"
+                for w, label, a, b, dt in moves if dt > REDRAW_BUDGET_S]
+        assert not slow, f"{name}: redraws over {REDRAW_BUDGET_S:g} s: {'; '.join(slow)}"
     finally:
         page.screenshot(path=str(shots / "page.png"), full_page=False)
         context.close()
