@@ -364,7 +364,7 @@ def summarize_folder(out: Path, settings: RaceSettings, label: str = "cpu") -> d
     summary["runs"] = list(records)
     cal_path = out / "calibration.json"
     summary.update(made_by="mdt-teach race --summarize", commit=repo_commit(), label=label,
-                   settings=settings.__dict__, threads=torch.get_num_threads(),
+                   settings=settings.__dict__, threads=sorted({r["threads"] for r in records.values()}),
                    calibration=json.loads(cal_path.read_text()) if cal_path.exists() else {},
                    finished=time.strftime("%Y-%m-%d %H:%M:%S"))
     write_json(out / "summary.json", summary)

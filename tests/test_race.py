@@ -244,18 +244,20 @@ def test_miniature_race_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_kill_9_of_mdt_teach_race_then_the_same_command_continues_it(tmp_path):
     """`mdt-teach race` over two seeds, killed while seed 1 trains (right after a checkpoint) and run again: it
-    skips the finished seed 0, resumes seed 1, and ends with the scores of a race never interrupted."""
+    skips the finished seed 0, resumes seed 1, and ends with the scores of a race never interrupted. On one
+    thread (MDT_THREADS=1), as the committed races ran; tests/test_resume.py holds the default thread count."""
     def command(name, seeds="0,1"):
         out = tmp_path / name
         out.mkdir(exist_ok=True)
-        (out / "calibration.json").write_text(json.dumps({"dit": 1.0}))   # fixed speed: 20 steps for 20 s
+        (out / "calibration.json").write_text(json.dumps({"dit": 1.0}))   # fixed speed: 12 steps for 12 s
         return [sys.executable, "-m", "mdt_teach", "race", "--variants", "dit", "--seeds", seeds,
-                "--budget", str(20 / 60), "--batch-size", "8", "--eval-minutes", str(4 / 60), "--eval-samples", "16",
+                "--budget", str(12 / 60), "--batch-size", "8", "--eval-minutes", str(4 / 60), "--eval-samples", "16",
                 "--final-samples", "16", "--probe-every", "0", "--out", str(out), "--work", str(tmp_path / f"work_{name}")]
 
-    subprocess.run(command("full", seeds="1"), check=True, capture_output=True, timeout=300)   # never interrupted
+    env = {**os.environ, "MDT_THREADS": "1"}
+    subprocess.run(command("full", seeds="1"), check=True, capture_output=True, timeout=300, env=env)   # uncut
 
-    proc = subprocess.Popen(command("cut"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(command("cut"), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     ckpt = tmp_path / "work_cut" / "dit_seed1" / "ckpt" / "ckpt_0000008.pt"
     deadline = time.time() + 240
     while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
@@ -265,15 +267,16 @@ def test_kill_9_of_mdt_teach_race_then_the_same_command_continues_it(tmp_path):
     assert proc.returncode == -signal.SIGKILL                                   # died mid-race ...
     assert (tmp_path / "cut" / "dit_seed0.json").exists() and not (tmp_path / "cut" / "dit_seed1.json").exists()
 
-    again = subprocess.run(command("cut"), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(command("cut"), capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "race: dit_seed0 already finished" in again.stdout and "race: dit_seed1 resumes at step" in again.stdout
     full, cut = (json.loads((tmp_path / n / "dit_seed1.json").read_text()) for n in ("full", "cut"))
-    assert cut["steps"] == full["steps"] == 20
+    assert cut["steps"] == full["steps"] == 12
     strip = lambda curve: [{k: v for k, v in p.items() if "seconds" not in k} for p in curve]   # noqa: E731
     assert strip(cut["curve"]) == strip(full["curve"])     # the same scores at every evaluation
     assert cut["final"] == full["final"]
-    assert [p["step"] for p in cut["curve"]] == list(range(0, 21, 4))
+    assert [p["step"] for p in cut["curve"]] == list(range(0, 13, 4))
+    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["threads"] == [1]   # as the runs record
     assert not (tmp_path / "cut" / "dit_seed1" / "curve_partial.json").exists()
 
 

@@ -2,7 +2,8 @@
 weights bit for bit, and `kill -9` + `--resume` gives the uninterrupted run bit for bit (docs/reproducibility.md).
 
 The processes run `python -m mdt_teach train` with no --threads and no MDT_THREADS, i.e. what a user gets
-(2 threads on the 2-core CI machine). The one-thread variant stays as a second case.
+(2 threads on the 2-core CI machine). One thread, the race's setting, is held by the race's own kill -9 test
+(tests/test_race.py).
 """
 import json
 import os
@@ -50,9 +51,9 @@ def assert_same_state(a_out, b_out):
         assert all(torch.equal(pa[k], pb[k]) for k in pa)
 
 
-def kill_and_resume(out, extra):
+def kill_and_resume(out):
     """Start a run, kill -9 it right after its checkpoint of step KILL_AT, then --resume it to the end."""
-    proc = subprocess.Popen(command(out, *extra), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    proc = subprocess.Popen(command(out), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env=environment())
     for line in proc.stdout:                                   # wait for the checkpoint of step KILL_AT
         if line.startswith(f"checkpoint step {KILL_AT} "):
@@ -62,25 +63,24 @@ def kill_and_resume(out, extra):
     assert proc.returncode == -signal.SIGKILL                  # it really died mid-run
     killed_at = read_checkpoint(list_checkpoints(out)[-1])["step"]
     assert KILL_AT <= killed_at < STEPS
-    resumed = subprocess.run(command(out, "--resume", *extra), capture_output=True, text=True, timeout=180,
+    resumed = subprocess.run(command(out, "--resume"), capture_output=True, text=True, timeout=180,
                              env=environment())
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed from {list_checkpoints(out)[0].parent}" in resumed.stdout
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [[], ["--threads", "1"]], ids=["default-threads", "one-thread"])
-def test_same_seed_twice_and_kill_9_resume_are_bit_identical(tmp_path, extra):
+def test_same_seed_twice_and_kill_9_resume_are_bit_identical(tmp_path):
     first, second, cut = tmp_path / "first", tmp_path / "second", tmp_path / "cut"
     for out in (first, second):
-        subprocess.run(command(out, *extra), check=True, capture_output=True, timeout=180, env=environment())
-    if not extra:   # the default really is more than one thread here, or the test would prove nothing new
-        threads = subprocess.run([sys.executable, "-c", "import mdt_teach; print(mdt_teach.setup(quiet=True).threads)"],
-                                 capture_output=True, text=True, env=environment()).stdout.strip()
-        assert int(threads) == min(os.cpu_count(), 8)
+        subprocess.run(command(out), check=True, capture_output=True, timeout=180, env=environment())
+    # the default really is more than one thread here, or the test would prove nothing new
+    threads = subprocess.run([sys.executable, "-c", "import mdt_teach; print(mdt_teach.setup(quiet=True).threads)"],
+                             capture_output=True, text=True, env=environment()).stdout.strip()
+    assert int(threads) == min(os.cpu_count(), 8)
     assert losses(first) == losses(second)                     # two runs, one seed: the same, exactly
     assert_same_state(first, second)
 
-    kill_and_resume(cut, extra)
+    kill_and_resume(cut)
     assert losses(cut) == losses(first)                        # the same per-step losses, exactly
     assert_same_state(cut, first)
