@@ -27,7 +27,7 @@ import numpy as np
 
 TARGET_LEVELS = (0.25, 0.5, 0.75)
 FINAL_KEYS = ("pair_agreement", "two_eyes", "fd_smileys", "funnel_face_found", "funnel_two_eyes", "funnel_passed",
-              "probe_eye", "probe_chance", "probe_follow")
+              "probe_eye", "probe_chance", "probe_follow", "probe_follow_chance")
 BASELINE = "dit"
 HEADLINES = {"smileys-classic": "two_eyes"}       # the headline metric of a world (default: pair_agreement)
 CHAIN = ("dit", "dit_minsnr", "mdtv2_one_pass", "mdtv2_mask0", "mdtv2")
@@ -242,13 +242,6 @@ def format_table(summary: dict) -> str:
     head = summary.get("headline", "two_eyes")
     lines = [f"{'model':38s} {'seeds':>5s} {'steps':>6s} {head.replace('_', ' '):>15s} {'FD-smileys':>13s} "
              f"{'probe':>13s}"]
-    def pm(s: dict | None, pct: bool) -> str:
-        """mean ± std over seeds (the mean alone for one seed); — for a score no run has."""
-        if s is None or s["mean"] is None:
-            return "—"
-        f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.2f}")                      # noqa: E731
-        return f(s["mean"]) + (f" ± {f(s['std'])}" if len(s["per_seed"]) > 1 else "")
-
     for row in models.values():
         f = row["final"]
         lines.append(f"{row['label']:38s} {len(row['seeds']):5d} {row['steps']:6d} {pm(f.get(head), True):>15s} "
@@ -270,6 +263,61 @@ def format_table(summary: dict) -> str:
                 lines.append(f"    {target_title(summary['targets'][t]):28s} {fmt_ratio(r['steps']):>18s} "
                              f"{fmt_ratio(r['seconds']):>18s}")
     return "\n".join(lines)
+
+
+def lead_table(summary: dict, target: str | None = None) -> str:
+    """The one table a race page leads with: per variant, what it isolates, its seeds and steps, its final scores
+    (mean ± std over seeds) and its time to `target` (default: the first headline target) with the paired ratio
+    to DiT's."""
+    head, models = summary["headline"], summary["models"]
+    target = target or next(t for t, g in summary["targets"].items() if g["metric"] == head)
+    pct = lambda s: "—" if s is None else f"{s['mean']:.1%}"                             # noqa: E731
+    def chance(key: str) -> str:
+        """The probe's chance score (the same real faces for every run): its highest over the runs."""
+        values = [row["final"][key]["max"] for row in models.values() if key in row["final"]]
+        return f"{max(values):.1%}" if values else "—"
+
+    lines = [f"{'variant':30s} {'seeds':>5s} {'steps':>5s} {head.replace('_', ' '):>15s} {'FD':>5s} {'probe':>6s} "
+             f"{'follows':>7s}   time to {target_title(summary['targets'][target])} (× DiT's)",
+             f"{'chance: relation-blind painter':30s} {'':>5s} {'':>5s} {summary['chance_line']:>15.1%} {'':>5s} "
+             f"{chance('probe_chance'):>6s} {chance('probe_follow_chance'):>7s}"]
+    for row in models.values():
+        f, t = row["final"], row["targets"][target]
+        lines.append(f"{row['label']:30s} {len(row['seeds']):>5d} {row['steps']:>5d} {pm(f.get(head), True):>15s} "
+                     f"{f['fd_smileys']['mean']:5.1f} {pct(f.get('probe_eye')):>6s} {pct(f.get('probe_follow')):>7s}"
+                     f"   {fmt_time(t, 'seconds')} ({fmt_ratio(t['speedup_seconds'])})")
+    return "\n".join(lines)
+
+
+def contrast_table(summary: dict, target: str | None = None) -> str:
+    """What each ingredient buys: per contrast of CONTRASTS, the paired change (after − before) of the final
+    headline score, FD and probe, and the speed-up to `target` in steps and in calibrated time."""
+    head = summary["headline"]
+    target = target or next(t for t, g in summary["targets"].items() if g["metric"] == head)
+    def change(row: dict, key: str, pct: bool) -> str:
+        """Mean paired change over the seeds, with its range over seeds when there are several."""
+        s = row["final_change"].get(key)
+        if s is None:
+            return "—"
+        f = (lambda v: f"{100 * v:+.1f}") if pct else (lambda v: f"{v:+.1f}")              # noqa: E731
+        return f(s["mean"]) + (f" [{f(s['min'])}, {f(s['max'])}]" if len(s["per_seed"]) > 1 else "")
+
+    lines = [f"{'change (before → after)':52s} {'seeds':>5s} {'Δ ' + head.replace('_', ' ') + ' (pts)':>25s} "
+             f"{'Δ FD':>18s} {'Δ probe (pts)':>21s}   to {target_title(summary['targets'][target])}: ×steps, ×time"]
+    for c in summary["contrasts"].values():
+        r = c["targets"][target]
+        lines.append(f"{c['isolates']:52s} {','.join(map(str, c['seeds'])):>5s} {change(c, head, True):>25s} "
+                     f"{change(c, 'fd_smileys', False):>18s} {change(c, 'probe_eye', True):>21s}   "
+                     f"{fmt_ratio(r['steps'])}, {fmt_ratio(r['seconds'])}")
+    return "\n".join(lines)
+
+
+def pm(s: dict | None, pct: bool) -> str:
+    """mean ± std over seeds (the mean alone for one seed); — for a score no run has."""
+    if s is None or s["mean"] is None:
+        return "—"
+    f = (lambda v: f"{v:.1%}") if pct else (lambda v: f"{v:.2f}")                          # noqa: E731
+    return f(s["mean"]) + (f" ± {f(s['std'])}" if len(s["per_seed"]) > 1 else "")
 
 
 def target_title(goal: dict) -> str:

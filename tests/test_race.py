@@ -113,6 +113,14 @@ def test_contrasts_pair_seeds_within_their_group_and_the_chain_multiplies_to_dit
     assert again["contrasts"]["masking"]["targets"]["pair_agreement_50"]["steps"]["bound"] == "≤"
     assert again["chain_shares"]["pair_agreement_50"]["steps"]["total"] is None
     assert "mdtv2" in rs.format_table(again) and "second pass" in rs.format_table(again)
+    # the page's lead table and its contrasts table, read off the same summary
+    lead = rs.lead_table(summary).splitlines()
+    assert len(lead) == 2 + len(summary["models"]) and lead[1].startswith("chance: relation-blind painter")
+    mdtv2_row = next(line for line in lead if line.startswith("mdtv2 "))
+    assert "(16.00×" in mdtv2_row and mdtv2_row.split()[1:3] == ["3", "2000"]     # 1600 / 100 steps, × per step
+    contrast = rs.contrast_table(summary).splitlines()
+    assert len(contrast) == 1 + len(c)
+    assert next(line for line in contrast if line.startswith("the second pass")).endswith("2.00× [2.0–2.0], 2.00× [2.0–2.0]")
 
 
 def test_a_short_race_declares_no_target_at_step_0_and_gives_every_run_a_floor_of_steps():

@@ -11,7 +11,8 @@ from mdt_teach.models import build_model
 from mdt_teach.viz.core import FigureWidget, figure_to_array
 from mdt_teach.viz.diffusion import forward_process_widget
 from mdt_teach.images import save_grid
-from mdt_teach.viz.race import point_at, race_widget, render_curves, render_funnel, seed_band
+from mdt_teach.viz.race import (point_at, race_widget, render_curves, render_funnel, render_overview, render_probe,
+                                 seed_band)
 from mdt_teach.viz.sampling import cfg_widget, render_cfg
 
 
@@ -140,6 +141,34 @@ def test_race_curves_show_the_mean_over_seeds_and_their_range(race_folder):
     fig = render_funnel(records, minutes=1 / 60)              # the evaluation nearest 1 minute: step 10 of DiT
     bars = [b.get_height() for b in fig.axes[0].patches]
     assert np.allclose(bars[:3], [0.9, 0.6, 0.2])             # DiT's funnel, mean over its two seeds at step 10
+
+
+def test_race_figures_plot_the_relational_worlds_headline_with_its_chance_lines(race_folder):
+    """On the relational world the curves are pair agreement with the painters' chance line; the overview's bars
+    are each contrast's paired change (mean) with a dot per seed; the probe figure ends at the final probe."""
+    _, records = race_folder
+    for rec in records.values():
+        rec["world"] = "smileys@2"
+        for i, point in enumerate(rec["curve"]):
+            point["pair_agreement"] = point["two_eyes"] / 2
+            if i:
+                point.update(probe_eye=0.1 * i, probe_follow=0.05 * i, probe_chance=0.06)
+        rec["final"] = {**rec["curve"][-1], "probe_eye": 0.5, "probe_follow": 0.3}   # the fixture shares the dict
+    fig = render_curves(records, chance=0.055)
+    assert fig.axes[0].get_title() == "pair agreement ↑"
+    assert any(list(line.get_ydata()) == [0.055, 0.055] for line in fig.axes[0].lines)
+    summary = {"headline": "pair_agreement", "chance_line": 0.055, "models": {"dit": {}, "mdtv2": {}},
+               "contrasts": {"masking": {"isolates": "masking", "final_change": {
+                   "pair_agreement": {"mean": 0.1, "per_seed": [0.05, 0.15]}}}}}
+    fig = render_overview(records, summary)
+    left, right = fig.axes
+    assert [round(b.get_width(), 6) for b in right.patches] == [10.0]          # +0.1 → 10 points
+    assert sorted(right.lines[0].get_xdata()) == [5.0, 15.0]                   # one dot per seed
+    dit = next(line for line in left.lines if line.get_label().startswith("dit"))
+    assert np.allclose(dit.get_ydata(), [0.0, 0.1, 0.15])                      # mean over DiT's two seeds
+    fig = render_probe(records)
+    line = next(line for line in fig.axes[0].lines if line.get_label() == "mdtv2")
+    assert np.allclose(line.get_ydata(), [0.1, 0.2, 0.5]) and line.get_xdata()[-1] > 4 / 60   # the end: final
 
 
 def test_widget_figures_are_png_bytes_whatever_the_backend(tmp_path):
