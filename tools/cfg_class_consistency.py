@@ -26,7 +26,8 @@ from mdt_teach.metrics import load_feature_net, two_eyes
 from mdt_teach.sampling import generate
 from mdt_teach.smileys import SMILEY_CLASSES
 from mdt_teach.viz.sampling import WIDGET_STEPS
-from provenance import lesson_checkpoint_tool, provenance
+from lesson_checkpoint_cli import lesson_checkpoint_tool
+from provenance import provenance
 
 
 SCALES = (1.0, 2.0, 4.0, 8.0, 16.0)

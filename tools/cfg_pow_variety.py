@@ -19,7 +19,8 @@ import torch
 from mdt_teach.checkpoint import write_json
 from mdt_teach.diffusion import GaussianDiffusion
 from mdt_teach.sampling import generate
-from provenance import lesson_checkpoint_tool, provenance
+from lesson_checkpoint_cli import lesson_checkpoint_tool
+from provenance import provenance
 
 
 POWERS = (0.01, 4.0)
