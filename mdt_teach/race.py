@@ -54,7 +54,8 @@ class Variant:
 SWEPT_LR = {"DiT-T/4 adamw": 4e-3, "MDT-T/4 adamw": 1.6e-2, "MDTv2-T/4 adamw": 4e-3}
 CLIP = {"max_grad_norm": 1.0}   # every contestant clips at 1 (MDTv2's recipe; DiT's and MDT v1's have none),
                                 # so that clipping is not one of the differences between them
-SEEDS = (0, 1, 2)    # the five variants of the main chain; the 2 × 2 of masking × weighting and MDT v1: 0, 1
+SEEDS = (0, 1, 2)    # the five variants of the main chain; the 2 × 2 of masking × weighting: 0, 1; MDT v1: 0 (its
+                     # seed 1 was cut for compute once seed 0 showed its swept lr unstable: docs/race.md §1)
 PROBE_FACES = 64     # faces for the probe along the way (about 30 are usable for the eye region)
 FINAL_PROBE_FACES = 256
 SAMPLE_SEED = 12345  # the fixed noise of every evaluation
@@ -81,7 +82,7 @@ VARIANTS = {v.name: v for v in [
             "the weighting without masking (mask ratio 0 less Min-SNR)",
             {**MDTV2, **NO_MASK, "weighting": "none"}, (0, 1)),
     Variant("mdt", "MDT-T/4", "MDT v1", "MDT v1: masking + side-interpolater, two passes, ratio 0.3, no weighting",
-            {"lr": SWEPT_LR["MDT-T/4 adamw"], **CLIP}, (0, 1)),
+            {"lr": SWEPT_LR["MDT-T/4 adamw"], **CLIP}, (0,)),
 ]}
 
 

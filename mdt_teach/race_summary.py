@@ -191,6 +191,28 @@ def contrasts(by_variant: dict[str, dict[int, dict]], goals: dict, headline: str
     return out
 
 
+def distinct_contrasts(summary: dict) -> dict:
+    """The summary's contrasts without repeats: a contrast of the 2 × 2 that is also a step of the main chain
+    (masking with Min-SNR) is listed once while both groups share their seeds, twice once they differ."""
+    seen, out = set(), {}
+    for name, c in summary.get("contrasts", {}).items():
+        key = (c["from"], c["to"], tuple(c["seeds"]))
+        if key not in seen:
+            seen.add(key)
+            out[name] = c
+    return out
+
+
+def at_step(record: dict, key: str, step: float) -> float | None:
+    """A run's `key` at training step `step`, linearly interpolated between the two evaluations around it
+    (None past the run's last evaluation): the race read at equal steps instead of equal minutes."""
+    points = [(p["step"], p[key]) for p in record["curve"] if p.get(key) is not None]
+    if not points or step > points[-1][0]:
+        return None
+    steps, values = zip(*points)
+    return float(np.interp(step, steps, values))
+
+
 def chain_shares(rows: dict) -> dict:
     """Per target and axis, each main-chain ingredient's speed-up and its share of their product in log terms;
     None where a step's ratio is a bound (some run never reached the target) or the product is not > 1."""
@@ -265,35 +287,53 @@ def format_table(summary: dict) -> str:
     return "\n".join(lines)
 
 
-def lead_table(summary: dict, target: str | None = None) -> str:
-    """The one table a race page leads with: per variant, what it isolates, its seeds and steps, its final scores
-    (mean ± std over seeds) and its time to `target` (default: the first headline target) with the paired ratio
-    to DiT's."""
+def layout(header: list[str], rows: list[list[str]], widths: list[int], markdown: bool) -> str:
+    """Rows as a fixed-width text table (the terminal, a notebook: first column left-aligned, widths as given)
+    or as a Markdown table (the README)."""
+    if markdown:
+        return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                         + ["| " + " | ".join(r) + " |" for r in rows])
+    def line(cells: list[str]) -> str:
+        return " ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join(line(r).rstrip() for r in [header, *rows])
+
+
+def headline_target(summary: dict, target: str | None = None) -> str:
+    """`target`, or the summary's first target on its headline metric (e.g. pair agreement ≥ 25%)."""
+    return target or next(t for t, g in summary["targets"].items() if g["metric"] == summary["headline"])
+
+
+def lead_table(summary: dict, target: str | None = None, markdown: bool = False) -> str:
+    """The one table a race page leads with: per variant, its seeds and steps, its final scores (mean ± std over
+    seeds) and its time to `target` (default: the first headline target) with the paired ratio to DiT's; first
+    a row for the chance line (the best relation-blind painter, and the probe's chance scores)."""
     head, models = summary["headline"], summary["models"]
-    target = target or next(t for t, g in summary["targets"].items() if g["metric"] == head)
+    target = headline_target(summary, target)
     pct = lambda s: "—" if s is None else f"{s['mean']:.1%}"                             # noqa: E731
+
     def chance(key: str) -> str:
         """The probe's chance score (the same real faces for every run): its highest over the runs."""
         values = [row["final"][key]["max"] for row in models.values() if key in row["final"]]
         return f"{max(values):.1%}" if values else "—"
 
-    lines = [f"{'variant':30s} {'seeds':>5s} {'steps':>5s} {head.replace('_', ' '):>15s} {'FD':>5s} {'probe':>6s} "
-             f"{'follows':>7s}   time to {target_title(summary['targets'][target])} (× DiT's)",
-             f"{'chance: relation-blind painter':30s} {'':>5s} {'':>5s} {summary['chance_line']:>15.1%} {'':>5s} "
-             f"{chance('probe_chance'):>6s} {chance('probe_follow_chance'):>7s}"]
+    header = ["variant", "seeds", "steps", head.replace("_", " "), "FD", "probe", "follows",
+              f"time to {target_title(summary['targets'][target])} (× DiT's)"]
+    rows = [["chance: relation-blind painter", "", "", f"{summary['chance_line']:.1%}", "",
+             chance("probe_chance"), chance("probe_follow_chance"), ""]]
     for row in models.values():
         f, t = row["final"], row["targets"][target]
-        lines.append(f"{row['label']:30s} {len(row['seeds']):>5d} {row['steps']:>5d} {pm(f.get(head), True):>15s} "
-                     f"{f['fd_smileys']['mean']:5.1f} {pct(f.get('probe_eye')):>6s} {pct(f.get('probe_follow')):>7s}"
-                     f"   {fmt_time(t, 'seconds')} ({fmt_ratio(t['speedup_seconds'])})")
-    return "\n".join(lines)
+        rows.append([row["label"], str(len(row["seeds"])), str(row["steps"]), pm(f.get(head), True),
+                     f"{f['fd_smileys']['mean']:.1f}", pct(f.get("probe_eye")), pct(f.get("probe_follow")),
+                     f"{fmt_time(t, 'seconds')} ({fmt_ratio(t['speedup_seconds'])})"])
+    return layout(header, rows, [36, 5, 5, 15, 5, 6, 7, 40], markdown)
 
 
-def contrast_table(summary: dict, target: str | None = None) -> str:
-    """What each ingredient buys: per contrast of CONTRASTS, the paired change (after − before) of the final
-    headline score, FD and probe, and the speed-up to `target` in steps and in calibrated time."""
+def contrast_table(summary: dict, target: str | None = None, markdown: bool = False) -> str:
+    """What each ingredient buys: per distinct contrast of CONTRASTS, the paired change (after − before) of the
+    final headline score, FD and probe, and the speed-up to `target` in steps and in calibrated time."""
     head = summary["headline"]
-    target = target or next(t for t, g in summary["targets"].items() if g["metric"] == head)
+    target = headline_target(summary, target)
+
     def change(row: dict, key: str, pct: bool) -> str:
         """Mean paired change over the seeds, with its range over seeds when there are several."""
         s = row["final_change"].get(key)
@@ -302,14 +342,13 @@ def contrast_table(summary: dict, target: str | None = None) -> str:
         f = (lambda v: f"{100 * v:+.1f}") if pct else (lambda v: f"{v:+.1f}")              # noqa: E731
         return f(s["mean"]) + (f" [{f(s['min'])}, {f(s['max'])}]" if len(s["per_seed"]) > 1 else "")
 
-    lines = [f"{'change (before → after)':52s} {'seeds':>5s} {'Δ ' + head.replace('_', ' ') + ' (pts)':>25s} "
-             f"{'Δ FD':>18s} {'Δ probe (pts)':>21s}   to {target_title(summary['targets'][target])}: ×steps, ×time"]
-    for c in summary["contrasts"].values():
-        r = c["targets"][target]
-        lines.append(f"{c['isolates']:52s} {','.join(map(str, c['seeds'])):>5s} {change(c, head, True):>25s} "
-                     f"{change(c, 'fd_smileys', False):>18s} {change(c, 'probe_eye', True):>21s}   "
-                     f"{fmt_ratio(r['steps'])}, {fmt_ratio(r['seconds'])}")
-    return "\n".join(lines)
+    header = ["change (before → after)", "seeds", f"Δ {head.replace('_', ' ')} (pts)", "Δ FD", "Δ probe (pts)",
+              f"to {target_title(summary['targets'][target])}: ×steps, ×time"]
+    rows = [[c["isolates"], ",".join(map(str, c["seeds"])), change(c, head, True), change(c, "fd_smileys", False),
+             change(c, "probe_eye", True),
+             f"{fmt_ratio(c['targets'][target]['steps'])}, {fmt_ratio(c['targets'][target]['seconds'])}"]
+            for c in distinct_contrasts(summary).values()]
+    return layout(header, rows, [46, 5, 24, 22, 22, 40], markdown)
 
 
 def pm(s: dict | None, pct: bool) -> str:
@@ -327,15 +366,3 @@ def target_title(goal: dict) -> str:
     name = {"two_eyes": "two-eyes", "pair_agreement": "pair agreement"}[goal["metric"]]
     return f"{name} ≥ {goal['value']:.1%}" if round(100 * goal["value"]) != 100 * goal["value"] \
         else f"{name} ≥ {goal['value']:.0%}"
-
-
-def markdown_table(summary: dict, axis: str = "seconds") -> str:
-    """The README's table: per variant, the time to each target and the ratio to DiT at that `axis`."""
-    names = list(summary["targets"])
-    head = "| model | seeds | " + " | ".join(target_title(summary["targets"][n]) for n in names) + " |"
-    rows = [head, "|" + "---|" * (len(names) + 2)]
-    for row in summary["models"].values():
-        cells = [f"{fmt_time(row['targets'][n], axis)} ({fmt_ratio(row['targets'][n]['speedup_' + axis])})"
-                 for n in names]
-        rows.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)

@@ -74,7 +74,7 @@ run = mdt_teach.setup()
 # | 05 | MDTv2 shortcuts | U-Net long skips and the dense input shortcut; parameters and FLOPs |
 # | 06 | Adan | the optimizer with a gradient-difference term, from scratch |
 # | 07 | loss weighting | SNR over t, Min-SNR-5 and an alternative |
-# | 08 | the training race | DiT vs MDT vs MDTv2 on smileys, at equal steps and equal time |
+# | 08 | the training race | MDTv2's ingredients added to DiT one at a time, at equal time and equal steps |
 # | 09 | sampling and CFG | DDPM vs DDIM, the power-cosine guidance schedule |
 # | 10 | scale up | SD-VAE latents, memory plans, `torchrun` for MDTv2-XL/2 |
 # | 11 | what masking teaches | the missing-eye probe, inpainting, attention between parts |

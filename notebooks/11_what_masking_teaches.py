@@ -432,7 +432,9 @@ for row in results["rows"]:
 #   ratio 0 — the same network, two passes and Min-SNR, nothing hidden — completes the eye on 69% [62, 74]
 #   against MDTv2's 46% [40, 52]: the intervals do not overlap. Their free samples agree about as often
 #   (52% and 48%). This contradicts the paper's attribution of the gain to masking, at this scale (64
-#   tokens, 3,000 steps, one seed); the race retries it over seeds.
+#   tokens, 3,000 steps, one seed). The race of lesson 08 asked it over three paired seeds at swept
+#   rates for 12 CPU minutes (about 1,000–1,260 steps of the two-pass models) and found masking ahead of
+#   mask 0 in every seed there: masking's lead may be a head start that closes by 3,000 steps.
 # - **The sampler matters too**: RePaint's resampling moves the last MDTv2 from 38% (plain replacement) to
 #   55% (5 resamplings), so models are compared at one setting (3 resamplings) and never across settings.
 

@@ -121,6 +121,12 @@ def test_contrasts_pair_seeds_within_their_group_and_the_chain_multiplies_to_dit
     contrast = rs.contrast_table(summary).splitlines()
     assert len(contrast) == 1 + len(c)
     assert next(line for line in contrast if line.startswith("the second pass")).endswith("2.00× [2.0–2.0], 2.00× [2.0–2.0]")
+    # the chain's masking step and the 2 × 2's are one contrast once their seed sets agree: listed once
+    same = {**summary, "contrasts": {**c, "masking": {**c["masking"], "seeds": [0, 1]}}}
+    assert "masking_with_minsnr" not in rs.distinct_contrasts(same) and len(rs.distinct_contrasts(summary)) == len(c)
+    # the race read at equal steps: DiT seed 0 is at 0.5 at step 1600, so at 0.25 at step 800
+    assert rs.at_step(runs["dit_seed0"], "pair_agreement", 800) == 0.25
+    assert rs.at_step(runs["dit_seed0"], "pair_agreement", 2001) is None
 
 
 def test_a_short_race_declares_no_target_at_step_0_and_gives_every_run_a_floor_of_steps():
@@ -192,9 +198,9 @@ def test_the_weighting_and_the_masked_pass_reach_the_training_step():
 
 
 def test_the_race_trains_seed_by_seed():
-    order = [(v.name, s) for v, s in schedule(parse_variants("dit,mdtv2,mdt"))]
-    assert order == [("dit", 0), ("mdtv2", 0), ("mdt", 0), ("dit", 1), ("mdtv2", 1), ("mdt", 1), ("dit", 2),
-                     ("mdtv2", 2)]
+    order = [(v.name, s) for v, s in schedule(parse_variants("dit,mdtv2,mdtv2_no_minsnr"))]
+    assert order == [("dit", 0), ("mdtv2", 0), ("mdtv2_no_minsnr", 0), ("dit", 1), ("mdtv2", 1),
+                     ("mdtv2_no_minsnr", 1), ("dit", 2), ("mdtv2", 2)]
     assert [(v.name, s) for v, s in schedule(parse_variants("mdt"), seeds=[3, 1])] == [("mdt", 1), ("mdt", 3)]
 
 
@@ -401,20 +407,24 @@ def test_every_committed_race_summary_is_recomputed_from_its_run_files(folder):
             assert recomputed[key] == committed[key], key
 
 
-def test_the_classic_race_summary_is_recomputed_from_its_run_files_and_the_readme_states_it():
-    """The README's race tables are `markdown_table` of the classic race recomputed from its run files, at equal
-    time and steps."""
+def test_the_race_summary_is_recomputed_from_its_run_files_and_the_readme_states_it():
+    """The README's race tables are `lead_table` and `contrast_table` of the relational race recomputed from its
+    run files, with the chance line measured afresh from the painters (not read back from the summary)."""
     from pathlib import Path
-    committed, records = load_results(data_file("race/cpu"))
-    recomputed = rs.summarize(records, headline=rs.headline_of(records["dit_seed0"].get("world")))
-    assert recomputed["targets"] == committed["targets"] and recomputed["models"] == committed["models"]
+
+    from mdt_teach.painters import blind_rates
+    committed, records = load_results(data_file("race/relational"))
+    world = records["dit_seed0"]["world"]
+    recomputed = rs.summarize(records, headline=rs.headline_of(world),
+                              chance=max(blind_rates(world.split("@")[0]).values()))
+    assert recomputed["chance_line"] == committed["chance_line"]
+    assert recomputed["models"] == committed["models"] and recomputed["contrasts"] == committed["contrasts"]
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    for axis in ("seconds", "steps"):
-        table = rs.markdown_table(recomputed, axis)
-        assert table in readme, f"README.md should hold the race table at equal {axis}:\n{table}"
+    for table in (rs.lead_table(recomputed, markdown=True), rs.contrast_table(recomputed, markdown=True)):
+        assert table in readme, f"README.md should hold the race table:\n{table}"
     # the recomputation can fail: one run's final score changed moves the summary
-    records["dit_seed0"]["final"]["two_eyes"] += 0.2
-    assert rs.summarize(records, headline="two_eyes")["models"] != committed["models"]
+    records["dit_seed0"]["final"]["pair_agreement"] += 0.2
+    assert rs.summarize(records)["models"] != committed["models"]
 
 
 @pytest.mark.parametrize("argv, match", [

@@ -157,9 +157,10 @@ def test_race_figures_plot_the_relational_worlds_headline_with_its_chance_lines(
     fig = render_curves(records, chance=0.055)
     assert fig.axes[0].get_title() == "pair agreement ↑"
     assert any(list(line.get_ydata()) == [0.055, 0.055] for line in fig.axes[0].lines)
+    change = {"pair_agreement": {"mean": 0.1, "per_seed": [0.05, 0.15]}}
+    masking = {"from": "mdtv2_mask0", "to": "mdtv2", "seeds": [0, 1], "isolates": "masking", "final_change": change}
     summary = {"headline": "pair_agreement", "chance_line": 0.055, "models": {"dit": {}, "mdtv2": {}},
-               "contrasts": {"masking": {"isolates": "masking", "final_change": {
-                   "pair_agreement": {"mean": 0.1, "per_seed": [0.05, 0.15]}}}}}
+               "contrasts": {"masking": masking}}
     fig = render_overview(records, summary)
     left, right = fig.axes
     assert [round(b.get_width(), 6) for b in right.patches] == [10.0]          # +0.1 → 10 points

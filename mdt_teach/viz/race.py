@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from mdt_teach.race import curve_array
-from mdt_teach.race_summary import headline_of
+from mdt_teach.race_summary import distinct_contrasts, headline_of
 from mdt_teach.viz import core
 
 AXES = {"steps": 0, "seconds": 1}
@@ -85,7 +85,8 @@ def render_overview(records: dict, summary: dict, names=None):
                  label=f"chance: relation-blind painter ({summary['chance_line']:.1%})")
     left.set(title=f"{TITLES[key]} along the race", ylim=(0, None))
     left.legend(fontsize=7)
-    rows = [(c["isolates"], c["final_change"][key]) for c in summary["contrasts"].values() if key in c["final_change"]]
+    rows = [(f"{c['isolates']} (seeds {','.join(map(str, c['seeds']))})", c["final_change"][key])
+            for c in distinct_contrasts(summary).values() if key in c["final_change"]]
     for i, (label, change) in enumerate(rows):
         right.barh(i, 100 * change["mean"], color="tab:green" if change["mean"] > 0 else "tab:red", alpha=0.6)
         right.plot([100 * v for v in change["per_seed"]], [i] * len(change["per_seed"]), "k.", ms=5)
