@@ -36,7 +36,7 @@ LESSONS = {  # notebook → number of FigureWidgets it must show (each with at l
     "03_masking.ipynb": 1,                   # mask explorer
     "04_asymmetric_transformer.ipynb": 1,    # masked-token reconstruction
     "06_adan.ipynb": 1,                      # optimizer trajectories
-    "08_training_race.ipynb": 2,             # training progression: live race, committed race
+    "08_training_race.ipynb": 1,             # training progression: the committed race replayed
     "09_sampling_and_cfg.ipynb": 1,          # guidance scale
     "11_what_masking_teaches.ipynb": 2,      # inpainting, attention map
 }
