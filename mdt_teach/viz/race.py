@@ -193,7 +193,7 @@ def render_race(fraction: float, records: dict, folder, axis: str = "steps", nam
         img = grid_image(folder, stems[name], point["step"])
         if img is not None:
             ax.imshow(img)
-        ax.set_title(f"{record['label']}\nstep {point['step']} · {TITLES[key][:-2]} {point[key]:.0%}", fontsize=8)
+        ax.set_title(f"{record['label']}\nstep {point['step']} · {TITLES[key].rstrip(' ↑↓')} {point[key]:.0%}", fontsize=8)
         ax.axis("off")
     for col, k in enumerate((key, "fd_smileys")):
         ax = fig.add_subplot(grid[1, col * len(names) // 2:(col + 1) * len(names) // 2])
